@@ -1,0 +1,1 @@
+//! The Kafka admin client. Not yet implemented: see the README for status.

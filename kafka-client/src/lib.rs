@@ -1,0 +1,1 @@
+//! The async Kafka client (producer, consumer). Not yet implemented: see the README for status.

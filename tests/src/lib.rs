@@ -1,0 +1,1 @@
+//! Support code for the cross-crate integration tests (filled by later issues).
