@@ -203,7 +203,8 @@ pub fn encode_request_chunked<R: Request>(
     w.put_slice(&[0, 0, 0, 0]);
     write_request(&mut w, R::API_KEY, version, correlation_id, client_id, &|w| request.encode(w, version))?;
     let total = w.written() - 4;
-    let size = i32::try_from(total).map_err(|_| ProtocolError::ValueOutOfRange { what: "frame", value: total as i64 })?;
+    let size =
+        i32::try_from(total).map_err(|_| ProtocolError::ValueOutOfRange { what: "frame", value: total as i64 })?;
     if let Some(first) = w.first_chunk_mut() {
         if let Some(slot) = first.get_mut(..4) {
             slot.copy_from_slice(&size.to_be_bytes());
@@ -228,7 +229,12 @@ pub fn encode_response<R: Response>(out: &mut BytesMut, correlation_id: i32, res
 }
 
 /// Encodes any response body with its size prefix and header into `out`.
-pub fn encode_response_body(out: &mut BytesMut, correlation_id: i32, response: &ResponseBody, version: i16) -> Result<()> {
+pub fn encode_response_body(
+    out: &mut BytesMut,
+    correlation_id: i32,
+    response: &ResponseBody,
+    version: i16,
+) -> Result<()> {
     encode_response_inner(out, response.api_key(), correlation_id, version, &|w| response.encode(w, version))
 }
 
@@ -358,7 +364,10 @@ mod tests {
         assert_eq!(decode_request(frame.clone().freeze()), Err(ProtocolError::UnknownApiKey(500)));
         frame[0..2].copy_from_slice(&18i16.to_be_bytes());
         frame[2..4].copy_from_slice(&99i16.to_be_bytes());
-        assert!(matches!(decode_request(frame.freeze()), Err(ProtocolError::UnsupportedVersion { api_key: 18, version: 99, .. })));
+        assert!(matches!(
+            decode_request(frame.freeze()),
+            Err(ProtocolError::UnsupportedVersion { api_key: 18, version: 99, .. })
+        ));
     }
 
     #[test]
@@ -370,7 +379,11 @@ mod tests {
             timeout_ms: 1000,
             topic_data: vec![TopicProduceData {
                 name: "t".into(),
-                partition_data: vec![PartitionProduceData { index: 0, records: Some(records.clone()), ..Default::default() }],
+                partition_data: vec![PartitionProduceData {
+                    index: 0,
+                    records: Some(records.clone()),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
             ..Default::default()

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod compression;
+pub mod consumer_protocol;
 pub mod error;
 pub mod error_code;
 pub mod frame;
@@ -17,6 +18,7 @@ pub mod message;
 pub mod messages;
 pub mod murmur2;
 pub mod primitives;
+pub mod records;
 
 #[cfg(test)]
 mod message_tests;

@@ -37,7 +37,11 @@ impl MessageVisitor for RoundTrip {
                 match M::decode(&mut rest, version) {
                     Ok(decoded) => {
                         if !rest.is_empty() {
-                            self.failures.push(format!("{} v{version}: {} bytes left after decode", M::NAME, rest.len()));
+                            self.failures.push(format!(
+                                "{} v{version}: {} bytes left after decode",
+                                M::NAME,
+                                rest.len()
+                            ));
                         }
                         if decoded != msg {
                             self.failures.push(format!(
@@ -88,7 +92,12 @@ fn every_message_round_trips_at_every_version() {
     let mut rt = RoundTrip::default();
     visit_all(&mut rt);
     assert!(rt.messages >= 186, "visited {} message types", rt.messages);
-    assert!(rt.failures.is_empty(), "{} failures, first ones:\n{}", rt.failures.len(), rt.failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        rt.failures.is_empty(),
+        "{} failures, first ones:\n{}",
+        rt.failures.len(),
+        rt.failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
     println!("round trips: {} message types, {} cases, {} bytes", rt.messages, rt.cases, rt.bytes);
 }
 
@@ -122,8 +131,14 @@ fn unsupported_versions_are_errors() {
 fn non_ignorable_fields_refuse_old_versions_and_ignorable_ones_are_dropped() {
     use crate::messages::{fetch_request::ReplicaState, FetchRequest};
     // ReplicaState exists from v15 and is not ignorable: v14 cannot express it.
-    let req = FetchRequest { replica_state: ReplicaState { replica_id: 3, replica_epoch: 9, ..Default::default() }, ..Default::default() };
-    assert!(matches!(req.encode_to_bytes(14), Err(ProtocolError::FieldNotSupported { field: "ReplicaState", version: 14, .. })));
+    let req = FetchRequest {
+        replica_state: ReplicaState { replica_id: 3, replica_epoch: 9, ..Default::default() },
+        ..Default::default()
+    };
+    assert!(matches!(
+        req.encode_to_bytes(14),
+        Err(ProtocolError::FieldNotSupported { field: "ReplicaState", version: 14, .. })
+    ));
     assert!(req.encode_to_bytes(15).is_ok());
     // RackId (v11+) is ignorable: v10 drops it silently, as the Java client does.
     let req = FetchRequest { rack_id: "rack-a".into(), ..Default::default() };

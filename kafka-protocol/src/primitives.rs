@@ -542,7 +542,13 @@ fn check_len(len: usize, max: usize, what: &'static str) -> Result<()> {
 
 /// Writes the length prefix for a non-null value of `len` bytes/elements, or null.
 #[inline]
-fn write_len<W: Writer + ?Sized>(w: &mut W, len: Option<usize>, compact: bool, wide: bool, what: &'static str) -> Result<()> {
+fn write_len<W: Writer + ?Sized>(
+    w: &mut W,
+    len: Option<usize>,
+    compact: bool,
+    wide: bool,
+    what: &'static str,
+) -> Result<()> {
     match (len, compact, wide) {
         (None, true, _) => write_uvarint(w, 0),
         (None, false, true) => write_i32(w, -1),
@@ -620,7 +626,11 @@ pub fn read_tagged_field(buf: &mut Bytes) -> Result<(u32, Bytes)> {
 
 /// Writes a message's tagged-field section: the known fields (already encoded) and the unknown
 /// ones kept from decoding, merged in ascending tag order as the protocol requires.
-pub fn write_tag_section<W: Writer + ?Sized>(w: &mut W, mut known: Vec<(u32, Bytes)>, unknown: &[RawTaggedField]) -> Result<()> {
+pub fn write_tag_section<W: Writer + ?Sized>(
+    w: &mut W,
+    mut known: Vec<(u32, Bytes)>,
+    unknown: &[RawTaggedField],
+) -> Result<()> {
     if known.is_empty() && unknown.is_empty() {
         write_uvarint(w, 0);
         return Ok(());
@@ -662,7 +672,8 @@ mod tests {
     #[test]
     fn varint_zigzag_known_encodings() {
         // Values from the protobuf / Kafka ByteUtils tests.
-        let cases: &[(i32, &[u8])] = &[(0, &[0]), (-1, &[1]), (1, &[2]), (-2, &[3]), (63, &[0x7e]), (-64, &[0x7f]), (64, &[0x80, 1])];
+        let cases: &[(i32, &[u8])] =
+            &[(0, &[0]), (-1, &[1]), (1, &[2]), (-2, &[3]), (63, &[0x7e]), (-64, &[0x7f]), (64, &[0x80, 1])];
         for (v, enc) in cases {
             let mut w = BytesMut::new();
             write_varint(&mut w, *v);
@@ -680,8 +691,14 @@ mod tests {
 
     #[test]
     fn overlong_varints_are_rejected() {
-        assert_eq!(decode_uvarint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), Err(ProtocolError::VarintOverflow { max_bytes: 5 }));
-        assert_eq!(decode_uvarint(&[0xff, 0xff, 0xff, 0xff, 0x10]), Err(ProtocolError::VarintOverflow { max_bytes: 5 }));
+        assert_eq!(
+            decode_uvarint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            Err(ProtocolError::VarintOverflow { max_bytes: 5 })
+        );
+        assert_eq!(
+            decode_uvarint(&[0xff, 0xff, 0xff, 0xff, 0x10]),
+            Err(ProtocolError::VarintOverflow { max_bytes: 5 })
+        );
         assert_eq!(decode_uvarlong(&[0xff; 11]), Err(ProtocolError::VarintOverflow { max_bytes: 10 }));
         assert!(matches!(decode_uvarint(&[0x80]), Err(ProtocolError::Truncated { .. })));
     }

@@ -5,6 +5,9 @@
 //! kafka-python's own decoder reported (`decoded` in the manifest) has the same value in ours;
 //! and, where the encoding is deterministic, our encoder reproduces the bytes exactly.
 
+// Test code: a failed unwrap is a failed test, and fixture bytes are indexed directly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
@@ -53,7 +56,9 @@ impl DebugParser<'_> {
     fn ident(&mut self) -> String {
         self.ws();
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_' || self.s[self.i] == b'#') {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_' || self.s[self.i] == b'#')
+        {
             self.i += 1;
         }
         String::from_utf8_lossy(&self.s[start..self.i]).replace("r#", "")
@@ -131,9 +136,17 @@ impl DebugParser<'_> {
                     let inner = self.value();
                     assert!(self.eat(b')'), "unclosed {name}(");
                     if name == "Uuid" {
-                        let bytes: Vec<u8> = inner.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
+                        let bytes: Vec<u8> =
+                            inner.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
                         let h = hex(&bytes);
-                        return Value::String(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]));
+                        return Value::String(format!(
+                            "{}-{}-{}-{}-{}",
+                            &h[0..8],
+                            &h[8..12],
+                            &h[12..16],
+                            &h[16..20],
+                            &h[20..32]
+                        ));
                     }
                     inner
                 } else if self.eat(b'{') {
@@ -185,7 +198,9 @@ fn compare(path: &str, theirs: &Value, ours: &Value, out: &mut Vec<String>) {
                 }
                 match o.get(k) {
                     Some(ov) => compare(&format!("{path}.{k}"), tv, ov, out),
-                    None => out.push(format!("{path}.{k}: missing in ours (ours has {:?})", o.keys().collect::<Vec<_>>())),
+                    None => {
+                        out.push(format!("{path}.{k}: missing in ours (ours has {:?})", o.keys().collect::<Vec<_>>()))
+                    }
                 }
             }
         }
@@ -265,7 +280,14 @@ fn golden_frames_decode_compare_and_reencode() {
             assert_eq!(req.header.correlation_id as i64, e["correlation_id"].as_i64().unwrap(), "{name}");
             assert_eq!(req.header.client_id.as_deref(), e["client_id"].as_str(), "{name}");
             let mut out = BytesMut::new();
-            encode_request_body(&mut out, req.header.correlation_id, req.header.client_id.as_deref(), &req.body, version).unwrap();
+            encode_request_body(
+                &mut out,
+                req.header.correlation_id,
+                req.header.client_id.as_deref(),
+                &req.body,
+                version,
+            )
+            .unwrap();
             (debug_to_json(&req.body), out.split_off(4).freeze())
         } else {
             let (corr, body) = match decode_response_body(frame.clone(), api, version) {
@@ -292,8 +314,16 @@ fn golden_frames_decode_compare_and_reencode() {
         }
         if e["deterministic"].as_bool() == Some(true) {
             if reencoded_bytes != frame {
-                let at = reencoded_bytes.iter().zip(frame.iter()).position(|(a, b)| a != b).unwrap_or(frame.len().min(reencoded_bytes.len()));
-                failures.push(format!("{name}: re-encoding differs at byte {at} ({} vs {} bytes)", reencoded_bytes.len(), frame.len()));
+                let at = reencoded_bytes
+                    .iter()
+                    .zip(frame.iter())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(frame.len().min(reencoded_bytes.len()));
+                failures.push(format!(
+                    "{name}: re-encoding differs at byte {at} ({} vs {} bytes)",
+                    reencoded_bytes.len(),
+                    frame.len()
+                ));
             } else {
                 reencoded += 1;
             }
@@ -331,10 +361,42 @@ fn golden_frames_truncated_at_every_offset_fail_cleanly() {
         }
         for cut in 0..frame.len() {
             let part = frame.slice(..cut);
-            let res = if kind == "request" { decode_request(part).map(|_| ()) } else { decode_response_body(part, api, version).map(|_| ()) };
+            let res = if kind == "request" {
+                decode_request(part).map(|_| ())
+            } else {
+                decode_response_body(part, api, version).map(|_| ())
+            };
             assert!(res.is_err(), "{}: prefix {cut} decoded", e["file"]);
             cases += 1;
         }
     }
     assert!(cases > 10_000, "{cases}");
+}
+
+/// JoinGroup protocol metadata written by librdkafka (subscription v3) and kafka-python decodes
+/// with the consumer-protocol helpers to the topics each client subscribed to.
+#[test]
+fn golden_join_group_subscriptions() {
+    use kafka_protocol::consumer_protocol::decode_subscription;
+    use kafka_protocol::messages::RequestBody;
+    let mut checked = 0;
+    for e in manifest() {
+        let name = e["file"].as_str().unwrap();
+        if !(name.starts_with("join_group") && e["kind"] == "request") {
+            continue;
+        }
+        let req = decode_request(load(&e)).unwrap();
+        let RequestBody::JoinGroup(join) = req.body else { panic!("{name}: not a JoinGroup") };
+        let subs = e["expect"]["subscriptions"].as_array().unwrap();
+        assert_eq!(join.protocols.len(), subs.len(), "{name}");
+        for (proto, want) in join.protocols.iter().zip(subs) {
+            let (version, sub) =
+                decode_subscription(proto.metadata.clone()).unwrap_or_else(|err| panic!("{name}: {err}"));
+            assert_eq!(version as i64, want["version"].as_i64().unwrap(), "{name}");
+            let topics: Vec<&str> = want["topics"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+            assert_eq!(sub.topics, topics, "{name}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked}");
 }

@@ -11,9 +11,9 @@ use crate::spec::{Field, FieldType, Kind, Spec, StructSpec, Versions};
 
 const KEYWORDS: &[&str] = &[
     "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
-    "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super",
-    "trait", "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box",
-    "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
+    "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait",
+    "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do",
+    "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
 ];
 
 /// `FetchTopic` -> `fetch_topic`, `IsKRaftController` -> `is_k_raft_controller`.
@@ -399,30 +399,31 @@ impl Ctx<'_> {
     /// Statements writing field `f` of `self` (present in this version).
     fn write_field(&self, owner: &str, f: &Field, compact: &str) -> String {
         let place = format!("self.{}", field_ident(&f.name));
-        let null_err = format!(
-            "return Err(ProtocolError::NullNotAllowed {{ field: \"{owner}.{}\", version }});\n",
-            f.name
-        );
+        let null_err =
+            format!("return Err(ProtocolError::NullNotAllowed {{ field: \"{owner}.{}\", version }});\n", f.name);
         match self.null_mode(f) {
             Null::Never => self.write_value(&f.ty, &place, false, compact, 0),
-            mode => {
-                let (marker, none_arm) = match &mode {
-                    Null::Always => (
-                        if f.ty.is_struct() { "p::write_i8(w, 1);\n".to_string() } else { String::new() },
-                        Self::write_null(&f.ty, compact),
-                    ),
-                    Null::When(c) => (
-                        if f.ty.is_struct() { format!("if {c} {{ p::write_i8(w, 1); }}\n") } else { String::new() },
-                        format!("if {c} {{\n{}}} else {{\n{null_err}}}\n", Self::write_null(&f.ty, compact)),
-                    ),
-                    Null::Never => unreachable!(),
-                };
-                format!(
-                    "match &{place} {{\nSome(v) => {{\n{marker}{}}}\nNone => {{\n{none_arm}}}\n}}\n",
-                    self.write_value(&f.ty, "v", true, compact, 0)
-                )
+            Null::Always => {
+                let marker = if f.ty.is_struct() { "p::write_i8(w, 1);\n".to_string() } else { String::new() };
+                let none_arm = Self::write_null(&f.ty, compact);
+                self.write_option(&place, &f.ty, compact, &marker, &none_arm)
+            }
+            Null::When(c) => {
+                let marker =
+                    if f.ty.is_struct() { format!("if {c} {{ p::write_i8(w, 1); }}\n") } else { String::new() };
+                let none_arm = format!("if {c} {{\n{}}} else {{\n{null_err}}}\n", Self::write_null(&f.ty, compact));
+                self.write_option(&place, &f.ty, compact, &marker, &none_arm)
             }
         }
+    }
+
+    /// Statements writing an `Option` field: the marker (nullable structs) and value when set,
+    /// `none_arm` when not.
+    fn write_option(&self, place: &str, ty: &FieldType, compact: &str, marker: &str, none_arm: &str) -> String {
+        format!(
+            "match &{place} {{\nSome(v) => {{\n{marker}{}}}\nNone => {{\n{none_arm}}}\n}}\n",
+            self.write_value(ty, "v", true, compact, 0)
+        )
     }
 
     // ---------------------------------------------------------------- decoding
@@ -501,7 +502,11 @@ impl Ctx<'_> {
         match ty {
             FieldType::Bool => {
                 if top {
-                    if d == "true" { "false".into() } else { "true".into() }
+                    if d == "true" {
+                        "false".into()
+                    } else {
+                        "true".into()
+                    }
                 } else {
                     "seed % 2 == 0".into()
                 }
@@ -620,7 +625,13 @@ impl Ctx<'_> {
             let d = self.default_expr(f);
             matches!(
                 d.as_str(),
-                "0" | "false" | "0.0" | "String::new()" | "bytes::Bytes::new()" | "p::Uuid::ZERO" | "Vec::new()" | "None"
+                "0" | "false"
+                    | "0.0"
+                    | "String::new()"
+                    | "bytes::Bytes::new()"
+                    | "p::Uuid::ZERO"
+                    | "Vec::new()"
+                    | "None"
             ) || d == format!("{}::default()", f.ty.struct_name().unwrap_or("?"))
         });
         let derives = if derivable { "Debug, Clone, PartialEq, Default" } else { "Debug, Clone, PartialEq" };
@@ -885,7 +896,7 @@ pub fn emit_spec(spec: &Spec) -> String {
     collect_structs(&spec.fields, &common, &mut nested, &mut seen);
     let mut structs: BTreeMap<String, StructSpec> = BTreeMap::new();
     for (n, fs, _) in &nested {
-        structs.insert(n.clone(), StructSpec { name: n.clone(), fields: fs.clone(), versions: spec.valid_versions });
+        structs.insert(n.clone(), StructSpec { name: n.clone(), fields: fs.clone() });
     }
     let ctx = Ctx { spec, structs, flexible: spec.flexible_versions.intersect(&spec.valid_versions) };
 

@@ -76,7 +76,8 @@ fn main() -> ExitCode {
 
     let mut stale = Vec::new();
     for (name, code) in &files {
-        let formatted = rustfmt(code, rustfmt_config.as_deref()).unwrap_or_else(|e| panic!("rustfmt failed on {name}: {e}"));
+        let formatted =
+            rustfmt(code, rustfmt_config.as_deref()).unwrap_or_else(|e| panic!("rustfmt failed on {name}: {e}"));
         let path = out_dir.join(name);
         let current = std::fs::read_to_string(&path).ok();
         if current.as_deref() != Some(formatted.as_str()) {
@@ -238,19 +239,14 @@ fn emit_api_keys(specs: &[Spec]) -> String {
         "latest_version_unstable(self) -> bool",
         &|a| format!("{}", a.req.latest_version_unstable),
     );
-    table(
-        &mut o,
-        "Versions Kafka marks deprecated.",
-        "deprecated_versions(self) -> VersionRange",
-        &|a| {
-            let d = a.req.deprecated_versions;
-            if d.is_none() {
-                "VersionRange::NONE".into()
-            } else {
-                format!("VersionRange::new({}, {})", d.min, d.max)
-            }
-        },
-    );
+    table(&mut o, "Versions Kafka marks deprecated.", "deprecated_versions(self) -> VersionRange", &|a| {
+        let d = a.req.deprecated_versions;
+        if d.is_none() {
+            "VersionRange::NONE".into()
+        } else {
+            format!("VersionRange::new({}, {})", d.min, d.max)
+        }
+    });
     table(
         &mut o,
         "Which Kafka listeners serve the API (`broker`, `controller`, `zkBroker`).",
@@ -304,7 +300,10 @@ fn emit_mod(specs: &[Spec]) -> String {
         }
         o.push_str("}\n\n");
         let _ = writeln!(o, "impl {kind} {{");
-        let _ = writeln!(o, "    /// The API key of this body.\n    pub fn api_key(&self) -> ApiKey {{\n        match self {{");
+        let _ = writeln!(
+            o,
+            "    /// The API key of this body.\n    pub fn api_key(&self) -> ApiKey {{\n        match self {{"
+        );
         for a in &apis {
             let _ = writeln!(o, "            {kind}::{}(_) => ApiKey::{},", a.name, a.name);
         }
@@ -314,7 +313,13 @@ fn emit_mod(specs: &[Spec]) -> String {
             "    /// Decodes a body of the given API and version.\n    pub fn decode(api_key: ApiKey, buf: &mut bytes::Bytes, version: i16) -> Result<Self> {{\n        Ok(match api_key {{"
         );
         for a in &apis {
-            let _ = writeln!(o, "            ApiKey::{} => {kind}::{}({}::decode(buf, version)?),", a.name, a.name, name_of(a));
+            let _ = writeln!(
+                o,
+                "            ApiKey::{} => {kind}::{}({}::decode(buf, version)?),",
+                a.name,
+                a.name,
+                name_of(a)
+            );
         }
         o.push_str("        })\n    }\n\n");
         let _ = writeln!(
@@ -335,7 +340,11 @@ fn emit_mod(specs: &[Spec]) -> String {
         o.push_str("        }\n    }\n}\n\n");
         for a in &apis {
             let n = name_of(a);
-            let _ = writeln!(o, "impl From<{n}> for {kind} {{\n    fn from(m: {n}) -> Self {{\n        {kind}::{}(m)\n    }}\n}}\n", a.name);
+            let _ = writeln!(
+                o,
+                "impl From<{n}> for {kind} {{\n    fn from(m: {n}) -> Self {{\n        {kind}::{}(m)\n    }}\n}}\n",
+                a.name
+            );
         }
     }
     o.push_str("/// Test support: something that is called once per message type.\n#[cfg(test)]\npub(crate) trait MessageVisitor {\n    /// Called with each message type.\n    fn visit<M: Message + Sample>(&mut self);\n}\n\n");

@@ -133,8 +133,6 @@ pub struct Field {
 pub struct StructSpec {
     pub name: String,
     pub fields: Vec<Field>,
-    /// The versions in which the struct appears (the union of the fields that use it).
-    pub versions: Versions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,7 +229,7 @@ fn parse_field(v: &Value) -> Result<Field, String> {
     };
     let flexible_versions = versions_of(v, "flexibleVersions")?;
     let entity_type = get_str(v, "entityType").map(str::to_string);
-    if tag.is_some() != !tagged_versions.is_none() {
+    if tag.is_some() == tagged_versions.is_none() {
         return Err(format!("field {name}: tag and taggedVersions must come together"));
     }
     Ok(Field {
@@ -281,7 +279,6 @@ pub fn parse_spec(file: &str, src: &str) -> Result<Spec, String> {
     if let Some(cs) = v.get("commonStructs").and_then(Value::as_array) {
         for s in cs {
             let sname = get_str(s, "name").ok_or("common struct without name")?.to_string();
-            let sversions = versions_of(s, "versions")?.unwrap_or(valid_versions);
             let sfields = s
                 .get("fields")
                 .and_then(Value::as_array)
@@ -289,7 +286,7 @@ pub fn parse_spec(file: &str, src: &str) -> Result<Spec, String> {
                 .iter()
                 .map(parse_field)
                 .collect::<Result<Vec<_>, _>>()?;
-            common_structs.push(StructSpec { name: sname, fields: sfields, versions: sversions });
+            common_structs.push(StructSpec { name: sname, fields: sfields });
         }
     }
     Ok(Spec {

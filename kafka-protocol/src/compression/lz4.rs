@@ -201,12 +201,7 @@ fn xxh_round(acc: u32, lane: u32) -> u32 {
 pub(super) fn xxh32(input: &[u8], seed: u32) -> u32 {
     let mut rest = input;
     let mut h = if input.len() >= 16 {
-        let mut v = [
-            seed.wrapping_add(P1).wrapping_add(P2),
-            seed.wrapping_add(P2),
-            seed,
-            seed.wrapping_sub(P1),
-        ];
+        let mut v = [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)];
         let mut stripes = input.chunks_exact(16);
         for stripe in &mut stripes {
             for (acc, lane) in v.iter_mut().zip(stripe.chunks_exact(4)) {
@@ -215,7 +210,10 @@ pub(super) fn xxh32(input: &[u8], seed: u32) -> u32 {
         }
         rest = stripes.remainder();
         let [v1, v2, v3, v4] = v;
-        v1.rotate_left(1).wrapping_add(v2.rotate_left(7)).wrapping_add(v3.rotate_left(12)).wrapping_add(v4.rotate_left(18))
+        v1.rotate_left(1)
+            .wrapping_add(v2.rotate_left(7))
+            .wrapping_add(v3.rotate_left(12))
+            .wrapping_add(v4.rotate_left(18))
     } else {
         seed.wrapping_add(P5)
     };

@@ -234,7 +234,12 @@ pub(crate) fn codec_error(codec: Compression, message: impl fmt::Display) -> Pro
 /// filled through `Read::take`, so no read can push it further: memory stays bounded by the
 /// limit whatever the compressed input claims. `size_hint` (e.g. a multiple of the compressed
 /// size) sets the first reservation.
-pub(crate) fn read_bounded<R: Read>(codec: Compression, mut reader: R, limit: usize, size_hint: usize) -> Result<Bytes> {
+pub(crate) fn read_bounded<R: Read>(
+    codec: Compression,
+    mut reader: R,
+    limit: usize,
+    size_hint: usize,
+) -> Result<Bytes> {
     let cap = limit.saturating_add(1);
     let mut out: Vec<u8> = Vec::new();
     let mut chunk = size_hint.clamp(4096, 1 << 20);
@@ -307,9 +312,18 @@ mod tests {
         let z = Compression::Zstd.level_range().unwrap();
         assert!(z.contains(&22) && z.contains(&-5) && !z.contains(&23));
         let mut out = BytesMut::new();
-        assert!(matches!(compress(Compression::Gzip, Some(10), b"x", &mut out), Err(ProtocolError::ValueOutOfRange { .. })));
-        assert!(matches!(compress(Compression::Lz4, Some(0), b"x", &mut out), Err(ProtocolError::ValueOutOfRange { .. })));
-        assert!(matches!(compress(Compression::Zstd, Some(23), b"x", &mut out), Err(ProtocolError::ValueOutOfRange { .. })));
+        assert!(matches!(
+            compress(Compression::Gzip, Some(10), b"x", &mut out),
+            Err(ProtocolError::ValueOutOfRange { .. })
+        ));
+        assert!(matches!(
+            compress(Compression::Lz4, Some(0), b"x", &mut out),
+            Err(ProtocolError::ValueOutOfRange { .. })
+        ));
+        assert!(matches!(
+            compress(Compression::Zstd, Some(23), b"x", &mut out),
+            Err(ProtocolError::ValueOutOfRange { .. })
+        ));
         // Codecs without levels ignore them.
         compress(Compression::Snappy, Some(99), b"x", &mut out).unwrap();
     }

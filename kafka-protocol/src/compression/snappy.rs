@@ -87,10 +87,7 @@ impl<'a> Iterator for Blocks<'a> {
             let len = i32::from_be_bytes(*len_bytes);
             let Some(block) = usize::try_from(len).ok().and_then(|l| after.get(..l)) else {
                 self.rest = &[];
-                return Some(Err(err(format_args!(
-                    "invalid block length {len} with {} bytes remaining",
-                    after.len()
-                ))));
+                return Some(Err(err(format_args!("invalid block length {len} with {} bytes remaining", after.len()))));
             };
             self.rest = after.get(block.len()..).unwrap_or_default();
             return Some(Ok(block));

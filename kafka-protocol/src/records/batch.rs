@@ -1,0 +1,1279 @@
+//! Magic 2 record batches: the builder (producer hot path), the reader (consumer hot path) and
+//! in-place patching of sealed batches.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    attributes, i32_at, offsets, put_at, ProducerState, RecordBatchHeader, TimestampType, LOG_OVERHEAD, MAGIC_V2,
+    NO_PARTITION_LEADER_EPOCH, NO_TIMESTAMP, RECORD_BATCH_OVERHEAD,
+};
+use crate::compression::{self, Compression};
+use crate::error::{ProtocolError, Result};
+use crate::primitives::{decode_varint, decode_varlong};
+
+/// The smallest possible record: length, attributes, timestamp delta, offset delta, key length,
+/// value length and header count, one byte each.
+const MIN_RECORD_SIZE: usize = 7;
+
+/// Largest value of `batchLength`, hence of the bytes after the first 12 of a batch.
+const MAX_BATCH_LENGTH: usize = i32::MAX as usize;
+
+/// Capacity of [`RecordBatchBuilder::new`]'s buffer: Kafka's default `batch.size`.
+const DEFAULT_CAPACITY: usize = 16 * 1024;
+
+/// Decodes a zig-zag varint, with the one- and two-byte cases inline (record lengths of
+/// 64-8191 bytes, and deltas below 8192, take two).
+#[inline(always)]
+fn read_varint(b: &[u8]) -> Result<(i32, usize)> {
+    let u = match *b {
+        [x, ..] if x < 0x80 => (u32::from(x), 1),
+        [x, y, ..] if y < 0x80 => (u32::from(x & 0x7f) | (u32::from(y) << 7), 2),
+        _ => return decode_varint(b),
+    };
+    Ok((((u.0 >> 1) as i32) ^ -((u.0 & 1) as i32), u.1))
+}
+
+/// Decodes a zig-zag varlong, with the one- and two-byte cases inline.
+#[inline(always)]
+fn read_varlong(b: &[u8]) -> Result<(i64, usize)> {
+    let u = match *b {
+        [x, ..] if x < 0x80 => (u64::from(x), 1),
+        [x, y, ..] if y < 0x80 => (u64::from(x & 0x7f) | (u64::from(y) << 7), 2),
+        _ => return decode_varlong(b),
+    };
+    Ok((((u.0 >> 1) as i64) ^ -((u.0 & 1) as i64), u.1))
+}
+
+/// Reads a varint-length-prefixed nullable byte string (-1 = null).
+#[inline(always)]
+fn read_nullable<'a>(b: &'a [u8], what: &'static str) -> Result<(Option<&'a [u8]>, &'a [u8])> {
+    let (len, n) = read_varint(b)?;
+    let b = b.get(n..).unwrap_or_default();
+    if len < 0 {
+        if len == -1 {
+            return Ok((None, b));
+        }
+        return Err(ProtocolError::InvalidLength { what, length: i64::from(len) });
+    }
+    match b.split_at_checked(len as usize) {
+        Some((v, rest)) => Ok((Some(v), rest)),
+        None => Err(ProtocolError::InvalidLength { what, length: i64::from(len) }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding helpers for the append path
+// ---------------------------------------------------------------------------------------------
+
+#[inline(always)]
+fn zigzag32(v: i32) -> u32 {
+    ((v << 1) ^ (v >> 31)) as u32
+}
+
+#[inline(always)]
+fn zigzag64(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Bytes of an unsigned varint. Branches rather than arithmetic: within a batch the sizes
+/// repeat, so the branches are predicted and cost less than a bit scan and a division.
+#[inline(always)]
+fn uvarint_size(v: u64) -> usize {
+    if v < 1 << 7 {
+        1
+    } else if v < 1 << 14 {
+        2
+    } else {
+        uvarint_size_slow(v)
+    }
+}
+
+#[inline(never)]
+fn uvarint_size_slow(v: u64) -> usize {
+    ((70 - (v | 1).leading_zeros()) / 7) as usize
+}
+
+/// Bytes of the zig-zag varint length prefix of a non-negative length.
+#[inline(always)]
+fn len_prefix_size(len: usize) -> usize {
+    uvarint_size((len as u64) << 1)
+}
+
+/// Bytes of a nullable byte string with its length prefix.
+#[inline(always)]
+fn nullable_size(v: Option<&[u8]>) -> usize {
+    match v {
+        None => 1,
+        Some(b) => len_prefix_size(b.len()).saturating_add(b.len()),
+    }
+}
+
+/// Size of a record's body (everything after its length prefix).
+#[inline(always)]
+fn body_size(
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[Header<'_>],
+) -> usize {
+    let mut n = 1 // attributes
+        + uvarint_size(zigzag64(timestamp_delta))
+        + uvarint_size(u64::from(zigzag32(offset_delta)))
+        + uvarint_size((headers.len() as u64) << 1);
+    n = n.saturating_add(nullable_size(key)).saturating_add(nullable_size(value));
+    for h in headers {
+        n = n
+            .saturating_add(len_prefix_size(h.key.len()).saturating_add(h.key.len()))
+            .saturating_add(nullable_size(h.value));
+    }
+    n
+}
+
+/// A varint encoded into the low bytes of a `u64`, with its length; values that need more than
+/// 8 bytes report a length of 9 (the caller then takes the general path).
+#[inline(always)]
+fn small_varint(v: u64) -> (u64, usize) {
+    if v < 1 << 7 {
+        (v, 1)
+    } else if v < 1 << 14 {
+        ((v & 0x7f) | 0x80 | ((v << 1) & 0x7f00), 2)
+    } else {
+        small_varint_slow(v)
+    }
+}
+
+#[inline(never)]
+fn small_varint_slow(mut v: u64) -> (u64, usize) {
+    if v >= 1 << 56 {
+        return (0, 9);
+    }
+    let mut bits = 0u64;
+    let mut shift = 0u32;
+    while v >= 0x80 {
+        bits |= ((v & 0x7f) | 0x80) << shift;
+        v >>= 7;
+        shift += 8;
+    }
+    (bits | (v << shift), (shift / 8 + 1) as usize)
+}
+
+/// The length varint of a nullable byte string, its size, and the bytes to write after it.
+#[inline(always)]
+fn nullable_varint(v: Option<&[u8]>) -> (u64, usize, &[u8]) {
+    match v {
+        None => (1, 1, &[]), // zig-zag of -1
+        Some(b) => {
+            let (bits, n) = small_varint((b.len() as u64) << 1);
+            (bits, n, b)
+        }
+    }
+}
+
+/// Bytes past a record that [`FastWriter`] may scribble on (and the next record overwrites).
+const SLACK: usize = 16;
+
+/// Writes a record into an initialized buffer that has [`SLACK`] bytes to spare after it.
+///
+/// Each varint is encoded in a register and stored with one fixed 8-byte write (or 16 for the
+/// rare varlong past 8 bytes); the position then advances by the varint's true length, and the
+/// extra bytes are overwritten by what follows. That replaces a store, a bounds check and a
+/// loop iteration per byte with one store per field.
+struct FastWriter<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl FastWriter<'_> {
+    /// Stores 8 bytes at the position without advancing it.
+    #[inline(always)]
+    fn put8(&mut self, bits: u64) {
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&bits.to_le_bytes());
+        }
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.pos) {
+            *slot = b;
+        }
+        self.pos += 1;
+    }
+
+    #[inline(always)]
+    fn uvarint(&mut self, v: u64) {
+        if v < 1 << 7 {
+            self.byte(v as u8);
+        } else if v < 1 << 14 {
+            self.put8((v & 0x7f) | 0x80 | ((v << 1) & 0x7f00));
+            self.pos += 2;
+        } else {
+            self.uvarint_slow(v);
+        }
+    }
+
+    #[inline(never)]
+    fn uvarint_slow(&mut self, mut v: u64) {
+        let mut bits: u128 = 0;
+        let mut shift = 0u32;
+        while v >= 0x80 {
+            bits |= u128::from((v & 0x7f) | 0x80) << shift;
+            v >>= 7;
+            shift += 8;
+        }
+        bits |= u128::from(v) << shift;
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + 16) {
+            dst.copy_from_slice(&bits.to_le_bytes());
+        }
+        self.pos += (shift / 8 + 1) as usize;
+    }
+
+    #[inline(always)]
+    fn slice(&mut self, src: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + src.len()) {
+            dst.copy_from_slice(src);
+        }
+        self.pos += src.len();
+    }
+
+    #[inline(always)]
+    fn nullable(&mut self, v: Option<&[u8]>) {
+        match v {
+            None => self.byte(1), // zig-zag of -1
+            Some(b) => {
+                self.uvarint((b.len() as u64) << 1);
+                self.slice(b);
+            }
+        }
+    }
+}
+
+/// Writes a record into a region of exactly its size, byte by byte (used when there is no
+/// slack left, i.e. for the record that exactly fills the buffer).
+struct ExactWriter<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl ExactWriter<'_> {
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.pos) {
+            *slot = b;
+        }
+        self.pos += 1;
+    }
+
+    fn uvarint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    fn slice(&mut self, src: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + src.len()) {
+            dst.copy_from_slice(src);
+        }
+        self.pos += src.len();
+    }
+
+    fn nullable(&mut self, v: Option<&[u8]>) {
+        match v {
+            None => self.byte(1),
+            Some(b) => {
+                self.uvarint((b.len() as u64) << 1);
+                self.slice(b);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building
+// ---------------------------------------------------------------------------------------------
+
+/// A record header to append: a string key and a nullable value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Header<'a> {
+    /// The header key (Kafka header keys are strings).
+    pub key: &'a str,
+    /// The header value, or `None` for null.
+    pub value: Option<&'a [u8]>,
+}
+
+impl<'a> Header<'a> {
+    /// A header with the given key and value.
+    pub const fn new(key: &'a str, value: Option<&'a [u8]>) -> Self {
+        Header { key, value }
+    }
+}
+
+/// How a [`RecordBatchBuilder`] encodes its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// The codec for the records section.
+    pub compression: Compression,
+    /// The codec's level; `None` for Kafka's default. Checked at [`RecordBatchBuilder::seal`]
+    /// against [`Compression::level_range`].
+    pub compression_level: Option<i32>,
+    /// CreateTime (producers) or LogAppendTime (a broker building a batch itself).
+    pub timestamp_type: TimestampType,
+    /// Sets the transactional attribute bit.
+    pub transactional: bool,
+    /// The partition leader epoch; -1 from producers (the broker fills it in).
+    pub partition_leader_epoch: i32,
+    /// The base offset; 0 from producers (the broker assigns offsets).
+    pub base_offset: i64,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            compression: Compression::None,
+            compression_level: None,
+            timestamp_type: TimestampType::CreateTime,
+            transactional: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            base_offset: 0,
+        }
+    }
+}
+
+/// Builds one magic 2 record batch, writing each record in wire form straight into a single
+/// buffer (no per-record allocation); [`Self::seal`] then compresses the records section if
+/// asked, fills the header and computes the CRC.
+///
+/// The first record's timestamp becomes the base timestamp; offset deltas run 0, 1, 2, ...
+///
+/// The buffer is a fully initialized `Vec<u8>` used as scratch space, with the batch's length
+/// kept separately, so records are written with plain stores into memory that is already
+/// there: no per-byte capacity checks, no zeroing per record. It grows (doubling) only when a
+/// record does not fit; a record that fits exactly never makes it grow.
+#[derive(Debug)]
+pub struct RecordBatchBuilder {
+    /// Scratch space; bytes `..len` are the batch so far (61 header bytes, filled at seal time,
+    /// then the records); bytes past `len` are initialized but meaningless.
+    buf: Vec<u8>,
+    len: usize,
+    options: BatchOptions,
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    control: bool,
+}
+
+impl RecordBatchBuilder {
+    /// A builder with a 16 KiB buffer (Kafka's default `batch.size`).
+    pub fn new(options: BatchOptions) -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY, options)
+    }
+
+    /// A builder whose buffer holds `capacity` bytes (header included) before it has to grow:
+    /// pass the producer's `batch.size`.
+    pub fn with_capacity(capacity: usize, options: BatchOptions) -> Self {
+        Self::with_vec(vec![0u8; capacity.max(RECORD_BATCH_OVERHEAD)], options)
+    }
+
+    /// A builder that reuses `buf`'s memory, e.g. a batch sealed earlier and recovered with
+    /// `Bytes::try_into_mut`. Its initialized length is reused as is (no zeroing): recycling
+    /// a sealed batch gives a builder with that batch's size available at no cost.
+    pub fn with_buffer(buf: BytesMut, options: BatchOptions) -> Self {
+        Self::with_vec(Vec::from(buf), options)
+    }
+
+    /// Like [`Self::with_buffer`], from a `Vec`; its contents are ignored and overwritten.
+    pub fn with_vec(mut buf: Vec<u8>, options: BatchOptions) -> Self {
+        if buf.len() < RECORD_BATCH_OVERHEAD {
+            buf.resize(RECORD_BATCH_OVERHEAD, 0);
+        }
+        RecordBatchBuilder {
+            buf,
+            len: RECORD_BATCH_OVERHEAD,
+            options,
+            count: 0,
+            base_timestamp: NO_TIMESTAMP,
+            max_timestamp: NO_TIMESTAMP,
+            control: false,
+        }
+    }
+
+    /// The options the batch is built with.
+    pub fn options(&self) -> &BatchOptions {
+        &self.options
+    }
+
+    /// Exact encoded size of a record (length prefix included) with the given deltas.
+    #[inline]
+    pub fn record_size(
+        timestamp_delta: i64,
+        offset_delta: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> usize {
+        let body = body_size(timestamp_delta, offset_delta, key, value, headers);
+        len_prefix_size(body).saturating_add(body)
+    }
+
+    /// An upper bound on a record's encoded size whatever its timestamp and offset deltas
+    /// (like Java's `estimateSizeInBytesUpperBound`), for checking `max.request.size` before
+    /// a batch is chosen.
+    pub fn max_record_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header<'_>]) -> usize {
+        Self::record_size(i64::MIN, i32::MIN, key, value, headers)
+    }
+
+    /// Exact number of bytes [`Self::append`] would add for this record now, so a producer can
+    /// check `batch.size` before appending.
+    #[inline]
+    pub fn next_record_size(
+        &self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> usize {
+        let delta = if self.count == 0 { 0 } else { timestamp_ms.wrapping_sub(self.base_timestamp) };
+        Self::record_size(delta, self.count, key, value, headers)
+    }
+
+    /// Appends a record and returns its offset delta.
+    ///
+    /// Fails with [`ProtocolError::ValueOutOfRange`] when the timestamp delta overflows, the
+    /// record or the batch would exceed `i32::MAX` bytes, or the batch already holds
+    /// `i32::MAX` records; the builder is unchanged then.
+    #[inline]
+    pub fn append(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> Result<i32> {
+        let offset_delta = self.count;
+        let base = if offset_delta == 0 { timestamp_ms } else { self.base_timestamp };
+        let timestamp_delta = timestamp_ms.wrapping_sub(base);
+        if headers.is_empty() && offset_delta < i32::MAX {
+            // The common case, specialized: no headers, and every varint encoded once, in a
+            // register, then stored with one fixed-width write.
+            let zts = zigzag64(timestamp_delta);
+            let (ts_bits, ts_len) = small_varint(zts);
+            let (off_bits, off_len) = small_varint(u64::from(zigzag32(offset_delta)));
+            let (key_bits, key_len, key_bytes) = nullable_varint(key);
+            let (value_bits, value_len, value_bytes) = nullable_varint(value);
+            let body = (2 + ts_len + off_len + key_len + value_len) // attributes, header count
+                .saturating_add(key_bytes.len())
+                .saturating_add(value_bytes.len());
+            let (len_bits, len_len) = small_varint((body as u64) << 1);
+            let end = self.len.saturating_add(len_len).saturating_add(body);
+            let timestamp_ok = ts_len <= 8 && timestamp_ms.checked_sub(base).is_some();
+            if timestamp_ok && len_len <= 8 && end - LOG_OVERHEAD <= MAX_BATCH_LENGTH && end + SLACK <= self.buf.len() {
+                let mut w = FastWriter { buf: self.buf.get_mut(self.len..end + SLACK).unwrap_or_default(), pos: 0 };
+                w.put8(len_bits);
+                w.pos += len_len;
+                w.byte(0); // record attributes: unused
+                w.put8(ts_bits);
+                w.pos += ts_len;
+                w.put8(off_bits);
+                w.pos += off_len;
+                w.put8(key_bits);
+                w.pos += key_len;
+                if key.is_some() {
+                    w.slice(key_bytes);
+                }
+                w.put8(value_bits);
+                w.pos += value_len;
+                if value.is_some() {
+                    w.slice(value_bytes);
+                }
+                w.byte(0); // no headers
+                self.commit(end, timestamp_ms, offset_delta);
+                return Ok(offset_delta);
+            }
+        }
+        self.append_general(timestamp_ms, key, value, headers)
+    }
+
+    /// Records a written record in the builder's state.
+    #[inline(always)]
+    fn commit(&mut self, end: usize, timestamp_ms: i64, offset_delta: i32) {
+        self.len = end;
+        if offset_delta == 0 {
+            self.base_timestamp = timestamp_ms;
+            self.max_timestamp = timestamp_ms;
+        } else if timestamp_ms > self.max_timestamp {
+            self.max_timestamp = timestamp_ms;
+        }
+        self.count = offset_delta + 1;
+    }
+
+    /// [`Self::append`] for every case: headers, long varints, no slack left, errors.
+    #[inline(never)]
+    fn append_general(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> Result<i32> {
+        let offset_delta = self.count;
+        if offset_delta == i32::MAX {
+            return Err(ProtocolError::ValueOutOfRange { what: "record count", value: i64::from(i32::MAX) + 1 });
+        }
+        let base = if offset_delta == 0 { timestamp_ms } else { self.base_timestamp };
+        let Some(timestamp_delta) = timestamp_ms.checked_sub(base) else {
+            return Err(ProtocolError::ValueOutOfRange { what: "timestamp delta", value: timestamp_ms });
+        };
+        let body = body_size(timestamp_delta, offset_delta, key, value, headers);
+        let total = len_prefix_size(body).saturating_add(body);
+        let end = self.len.saturating_add(total);
+        if end - LOG_OVERHEAD > MAX_BATCH_LENGTH {
+            return Err(ProtocolError::ValueOutOfRange { what: "record batch size", value: total as i64 });
+        }
+        // Every length below is at most `body` <= i32::MAX, so the casts are exact.
+        if end.saturating_add(SLACK) <= self.buf.len() {
+            self.write_fast(body, timestamp_delta, offset_delta, key, value, headers);
+        } else {
+            self.write_exact(end, body, timestamp_delta, offset_delta, key, value, headers);
+        }
+        self.commit(end, timestamp_ms, offset_delta);
+        Ok(offset_delta)
+    }
+
+    #[inline(always)]
+    fn write_fast(
+        &mut self,
+        body: usize,
+        timestamp_delta: i64,
+        offset_delta: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) {
+        let mut w = FastWriter { buf: self.buf.get_mut(self.len..).unwrap_or_default(), pos: 0 };
+        w.uvarint((body as u64) << 1);
+        w.byte(0); // record attributes: unused
+        w.uvarint(zigzag64(timestamp_delta));
+        w.uvarint(u64::from(zigzag32(offset_delta)));
+        w.nullable(key);
+        w.nullable(value);
+        w.uvarint((headers.len() as u64) << 1);
+        for h in headers {
+            w.uvarint((h.key.len() as u64) << 1);
+            w.slice(h.key.as_bytes());
+            w.nullable(h.value);
+        }
+    }
+
+    /// Grows the buffer if needed, then writes the record into exactly its space.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn write_exact(
+        &mut self,
+        end: usize,
+        body: usize,
+        timestamp_delta: i64,
+        offset_delta: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) {
+        if end > self.buf.len() {
+            // Use the allocation's spare capacity first, then double.
+            let target = end.max(self.buf.capacity()).max(self.buf.len().saturating_mul(2));
+            self.buf.resize(target.saturating_add(SLACK), 0);
+        }
+        let mut w = ExactWriter { buf: self.buf.get_mut(self.len..end).unwrap_or_default(), pos: 0 };
+        w.uvarint((body as u64) << 1);
+        w.byte(0);
+        w.uvarint(zigzag64(timestamp_delta));
+        w.uvarint(u64::from(zigzag32(offset_delta)));
+        w.nullable(key);
+        w.nullable(value);
+        w.uvarint((headers.len() as u64) << 1);
+        for h in headers {
+            w.uvarint((h.key.len() as u64) << 1);
+            w.slice(h.key.as_bytes());
+            w.nullable(h.value);
+        }
+    }
+
+    /// Drops every record appended so far, keeping the buffer and the options.
+    pub fn clear(&mut self) {
+        self.len = RECORD_BATCH_OVERHEAD;
+        self.count = 0;
+        self.base_timestamp = NO_TIMESTAMP;
+        self.max_timestamp = NO_TIMESTAMP;
+    }
+
+    /// Bytes written so far, header included, before compression.
+    pub fn size_in_bytes(&self) -> usize {
+        self.len
+    }
+
+    /// Records appended so far.
+    pub fn record_count(&self) -> i32 {
+        self.count
+    }
+
+    /// Whether no record was appended.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The first record's timestamp, once there is one.
+    pub fn base_timestamp(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.base_timestamp)
+    }
+
+    /// The largest timestamp appended so far.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.max_timestamp)
+    }
+
+    /// Finishes the batch: compresses the records section if the options ask for it, fills
+    /// the header (producer id, epoch and base sequence from `producer`) and computes the CRC.
+    ///
+    /// A builder with no records seals into a batch with `recordCount` 0, `lastOffsetDelta`
+    /// -1 and no timestamps; brokers reject such batches from producers.
+    pub fn seal(self, producer: ProducerState) -> Result<Bytes> {
+        let codec = self.options.compression;
+        if codec == Compression::None {
+            return Ok(self.finish(producer));
+        }
+        let level = self.options.compression_level;
+        let records = self.buf.get(RECORD_BATCH_OVERHEAD..self.len).unwrap_or_default();
+        let mut out =
+            BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + compression::max_compressed_len(codec, records.len()));
+        out.extend_from_slice(&[0u8; RECORD_BATCH_OVERHEAD]);
+        compression::compress(codec, level, records, &mut out)?;
+        if out.len() - LOG_OVERHEAD > MAX_BATCH_LENGTH {
+            return Err(ProtocolError::ValueOutOfRange { what: "record batch size", value: out.len() as i64 });
+        }
+        Ok(self.finish_into(Vec::from(out), producer))
+    }
+
+    /// Fills the header of the batch (whose length fits `batchLength`) and freezes it.
+    fn finish(mut self, producer: ProducerState) -> Bytes {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.truncate(self.len);
+        self.finish_into(buf, producer)
+    }
+
+    /// Fills the header at the start of `buf` (61 bytes, then the possibly compressed records).
+    fn finish_into(&self, mut buf: Vec<u8>, producer: ProducerState) -> Bytes {
+        let batch_length = i32::try_from(buf.len() - LOG_OVERHEAD).unwrap_or(i32::MAX);
+        let mut attrs = i16::from(self.options.compression.id());
+        if self.options.timestamp_type == TimestampType::LogAppendTime {
+            attrs |= attributes::TIMESTAMP_TYPE;
+        }
+        if self.options.transactional {
+            attrs |= attributes::TRANSACTIONAL;
+        }
+        if self.control {
+            attrs |= attributes::CONTROL;
+        }
+        let header = RecordBatchHeader {
+            base_offset: self.options.base_offset,
+            batch_length,
+            partition_leader_epoch: self.options.partition_leader_epoch,
+            magic: MAGIC_V2,
+            crc: 0,
+            attributes: attrs,
+            last_offset_delta: self.count - 1,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            producer_id: producer.producer_id,
+            producer_epoch: producer.producer_epoch,
+            base_sequence: producer.base_sequence,
+            record_count: self.count,
+        };
+        put_at(&mut buf, 0, &header.to_bytes());
+        let crc = crc32c::crc32c(buf.get(offsets::ATTRIBUTES..).unwrap_or_default());
+        put_at(&mut buf, offsets::CRC, &crc.to_be_bytes());
+        Bytes::from(buf)
+    }
+
+    /// Builds a control batch holding one record (used by [`super::build_control_batch`]).
+    pub(crate) fn control_batch(
+        options: BatchOptions,
+        producer: ProducerState,
+        timestamp_ms: i64,
+        key: &[u8],
+        value: &[u8],
+    ) -> Bytes {
+        let mut b = Self::with_capacity(RECORD_BATCH_OVERHEAD + 32, options);
+        b.control = true;
+        let body = body_size(0, 0, Some(key), Some(value), &[]);
+        let end = b.len + len_prefix_size(body) + body;
+        b.write_exact(end, body, 0, 0, Some(key), Some(value), &[]);
+        b.len = end;
+        b.count = 1;
+        b.base_timestamp = timestamp_ms;
+        b.max_timestamp = timestamp_ms;
+        b.finish(producer)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Patching sealed batches in place
+// ---------------------------------------------------------------------------------------------
+
+/// Checks that `batch` starts with a complete magic 2 batch and returns its end.
+fn check_batch(batch: &[u8]) -> Result<usize> {
+    if batch.len() < RECORD_BATCH_OVERHEAD {
+        return Err(ProtocolError::Truncated { needed: RECORD_BATCH_OVERHEAD, remaining: batch.len() });
+    }
+    let magic = batch.get(offsets::MAGIC).copied().unwrap_or(0) as i8;
+    if magic != MAGIC_V2 {
+        return Err(ProtocolError::UnsupportedMagic(magic));
+    }
+    let length = i32_at(batch, offsets::BATCH_LENGTH).unwrap_or(-1);
+    if length < (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i32 {
+        return Err(ProtocolError::InvalidLength { what: "record batch", length: i64::from(length) });
+    }
+    let end = length as usize + LOG_OVERHEAD;
+    if end > batch.len() {
+        return Err(ProtocolError::Truncated { needed: end, remaining: batch.len() });
+    }
+    Ok(end)
+}
+
+fn update_crc(batch: &mut [u8], end: usize) {
+    let crc = crc32c::crc32c(batch.get(offsets::ATTRIBUTES..end).unwrap_or_default());
+    put_at(batch, offsets::CRC, &crc.to_be_bytes());
+}
+
+/// Sets the base offset of the sealed batch at the start of `batch` (outside the CRC), as a
+/// broker does when it assigns offsets.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) -> Result<()> {
+    check_batch(batch)?;
+    put_at(batch, offsets::BASE_OFFSET, &base_offset.to_be_bytes());
+    Ok(())
+}
+
+/// Sets the partition leader epoch of the sealed batch at the start of `batch` (outside the
+/// CRC).
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<()> {
+    check_batch(batch)?;
+    put_at(batch, offsets::PARTITION_LEADER_EPOCH, &epoch.to_be_bytes());
+    Ok(())
+}
+
+/// Sets the producer id, epoch and base sequence of the sealed batch at the start of `batch`
+/// and recomputes its CRC (a producer assigning sequences when it drains a batch).
+pub fn set_producer_state(batch: &mut [u8], producer: ProducerState) -> Result<()> {
+    let end = check_batch(batch)?;
+    put_at(batch, offsets::PRODUCER_ID, &producer.producer_id.to_be_bytes());
+    put_at(batch, offsets::PRODUCER_EPOCH, &producer.producer_epoch.to_be_bytes());
+    put_at(batch, offsets::BASE_SEQUENCE, &producer.base_sequence.to_be_bytes());
+    update_crc(batch, end);
+    Ok(())
+}
+
+/// Marks the sealed batch at the start of `batch` as LogAppendTime with the given time as its
+/// max timestamp, and recomputes its CRC (a broker on a LogAppendTime topic). Readers then
+/// report that time for every record.
+pub fn set_log_append_time(batch: &mut [u8], log_append_time_ms: i64) -> Result<()> {
+    let end = check_batch(batch)?;
+    let attrs = batch
+        .get(offsets::ATTRIBUTES..offsets::ATTRIBUTES + 2)
+        .map(|b| i16::from_be_bytes([b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)]))
+        .unwrap_or(0);
+    put_at(batch, offsets::ATTRIBUTES, &(attrs | attributes::TIMESTAMP_TYPE).to_be_bytes());
+    put_at(batch, offsets::MAX_TIMESTAMP, &log_append_time_ms.to_be_bytes());
+    update_crc(batch, end);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------------
+
+/// One magic 2 record batch, holding its bytes as a zero-copy slice of the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBatch {
+    header: RecordBatchHeader,
+    data: Bytes,
+}
+
+impl RecordBatch {
+    /// Wraps exactly one batch: `data` must be as long as its header's `batchLength + 12`.
+    ///
+    /// Checks the magic, the length and the record count's sign; not the CRC (see
+    /// [`Self::verify_crc`]) and not the records (see [`Self::records`]).
+    pub fn from_bytes(data: Bytes) -> Result<Self> {
+        let header = RecordBatchHeader::parse(&data)?;
+        let length = header.batch_length;
+        if length < (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i32 {
+            return Err(ProtocolError::InvalidLength { what: "record batch", length: i64::from(length) });
+        }
+        let size = length as usize + LOG_OVERHEAD;
+        if data.len() < size {
+            return Err(ProtocolError::Truncated { needed: size, remaining: data.len() });
+        }
+        if data.len() > size {
+            return Err(ProtocolError::CorruptRecord("bytes after the end of the record batch"));
+        }
+        if header.record_count < 0 {
+            return Err(ProtocolError::InvalidLength { what: "record count", length: i64::from(header.record_count) });
+        }
+        Ok(RecordBatch { header, data })
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &RecordBatchHeader {
+        &self.header
+    }
+
+    /// The whole batch on the wire.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The whole batch on the wire.
+    pub fn into_bytes(self) -> Bytes {
+        self.data
+    }
+
+    /// The CRC-32C of the batch's bytes from the attributes to the end.
+    pub fn compute_crc(&self) -> u32 {
+        crc32c::crc32c(self.data.get(offsets::ATTRIBUTES..).unwrap_or_default())
+    }
+
+    /// Checks the stored CRC; [`ProtocolError::CrcMismatch`] carries both values.
+    pub fn verify_crc(&self) -> Result<()> {
+        let computed = self.compute_crc();
+        if computed == self.header.crc {
+            Ok(())
+        } else {
+            Err(ProtocolError::CrcMismatch { stored: self.header.crc, computed })
+        }
+    }
+
+    /// The raw records section (compressed if the batch is).
+    pub fn records_section(&self) -> &[u8] {
+        self.data.get(RECORD_BATCH_OVERHEAD..).unwrap_or_default()
+    }
+
+    /// The records, ready to iterate: a zero-copy view for uncompressed batches, or the
+    /// decompressed section (at most `decompress_limit` bytes, else
+    /// [`ProtocolError::DecompressionLimit`]).
+    pub fn records(&self, decompress_limit: usize) -> Result<Records> {
+        let codec = self.header.compression()?;
+        if self.data.len() < RECORD_BATCH_OVERHEAD {
+            return Err(ProtocolError::Truncated { needed: RECORD_BATCH_OVERHEAD, remaining: self.data.len() });
+        }
+        let data = match codec {
+            Compression::None => self.data.slice(RECORD_BATCH_OVERHEAD..),
+            codec => compression::decompress(codec, self.records_section(), decompress_limit)?,
+        };
+        let count = self.header.record_count;
+        if count < 0 || count as usize > data.len() / MIN_RECORD_SIZE {
+            return Err(ProtocolError::InvalidLength { what: "record count", length: i64::from(count) });
+        }
+        Ok(Records {
+            data,
+            count: count as u32,
+            base_offset: self.header.base_offset,
+            base_timestamp: self.header.base_timestamp,
+            log_append_time: (self.header.timestamp_type() == TimestampType::LogAppendTime)
+                .then_some(self.header.max_timestamp),
+        })
+    }
+}
+
+/// The records of one batch, decompressed if need be; iterate with [`Records::iter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Records {
+    data: Bytes,
+    count: u32,
+    base_offset: i64,
+    base_timestamp: i64,
+    log_append_time: Option<i64>,
+}
+
+impl Records {
+    /// The record count the batch header declares.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the batch declares no records.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The (decompressed) records section that the records borrow from.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// Iterates the records, validating each; after an error the iterator ends.
+    pub fn iter(&self) -> RecordIter<'_> {
+        RecordIter {
+            rest: &self.data,
+            owner: &self.data,
+            remaining: self.count,
+            base_offset: self.base_offset,
+            base_timestamp: self.base_timestamp,
+            log_append_time: self.log_append_time,
+            done: false,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Records {
+    type Item = Result<Record<'a>>;
+    type IntoIter = RecordIter<'a>;
+    fn into_iter(self) -> RecordIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the records of a batch; yields exactly `recordCount` records, then an error
+/// if bytes remain after them. Fused: after an error it yields nothing more.
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    rest: &'a [u8],
+    owner: &'a Bytes,
+    remaining: u32,
+    base_offset: i64,
+    base_timestamp: i64,
+    log_append_time: Option<i64>,
+    done: bool,
+}
+
+impl<'a> RecordIter<'a> {
+    #[inline(always)]
+    fn parse(&mut self) -> Result<Record<'a>> {
+        let (len, n) = read_varint(self.rest)?;
+        let after = self.rest.get(n..).unwrap_or_default();
+        if len < 0 {
+            return Err(ProtocolError::InvalidLength { what: "record", length: i64::from(len) });
+        }
+        let Some((body, next)) = after.split_at_checked(len as usize) else {
+            return Err(ProtocolError::InvalidLength { what: "record", length: i64::from(len) });
+        };
+        let Some((&attributes, b)) = body.split_first() else {
+            return Err(ProtocolError::Truncated { needed: 1, remaining: 0 });
+        };
+        let (timestamp_delta, n) = read_varlong(b)?;
+        let b = b.get(n..).unwrap_or_default();
+        let (offset_delta, n) = read_varint(b)?;
+        let b = b.get(n..).unwrap_or_default();
+        let (key, b) = read_nullable(b, "record key")?;
+        let (value, b) = read_nullable(b, "record value")?;
+        let (header_count, n) = read_varint(b)?;
+        let headers = b.get(n..).unwrap_or_default();
+        if header_count != 0 {
+            validate_headers(header_count, headers)?;
+        } else if !headers.is_empty() {
+            return Err(ProtocolError::CorruptRecord("trailing bytes inside a record"));
+        }
+        self.rest = next;
+        let timestamp = match self.log_append_time {
+            Some(t) => t,
+            None => self.base_timestamp.wrapping_add(timestamp_delta),
+        };
+        Ok(Record {
+            offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
+            timestamp,
+            timestamp_delta,
+            offset_delta,
+            attributes: attributes as i8,
+            key,
+            value,
+            headers,
+            header_count: header_count as u32,
+            body,
+            owner: self.owner,
+        })
+    }
+}
+
+/// Checks that `header_count` headers fill `headers` exactly.
+fn validate_headers(header_count: i32, headers: &[u8]) -> Result<()> {
+    // Each header takes at least two bytes (key length and value length).
+    if header_count < 0 || header_count as usize > headers.len() / 2 {
+        return Err(ProtocolError::InvalidLength { what: "record headers", length: i64::from(header_count) });
+    }
+    let mut rest = headers;
+    for _ in 0..header_count {
+        let (_, r) = parse_header(rest)?;
+        rest = r;
+    }
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(ProtocolError::CorruptRecord("trailing bytes inside a record"))
+    }
+}
+
+fn parse_header(b: &[u8]) -> Result<(RecordHeader<'_>, &[u8])> {
+    let (key, b) = read_nullable(b, "record header key")?;
+    let Some(key) = key else {
+        return Err(ProtocolError::InvalidLength { what: "record header key", length: -1 });
+    };
+    let (value, b) = read_nullable(b, "record header value")?;
+    Ok((RecordHeader { key, value }, b))
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<Record<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            if self.done || self.rest.is_empty() {
+                return None;
+            }
+            self.done = true;
+            return Some(Err(ProtocolError::CorruptRecord("bytes after the last record of the batch")));
+        }
+        self.remaining -= 1;
+        if self.rest.is_empty() {
+            self.remaining = 0;
+            self.done = true;
+            return Some(Err(ProtocolError::CorruptRecord("fewer records than the batch's record count")));
+        }
+        match self.parse() {
+            Ok(r) => Some(Ok(r)),
+            Err(e) => {
+                self.remaining = 0;
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.remaining as usize;
+        (n, Some(n + 1))
+    }
+}
+
+/// A record borrowed from its batch (or the batch's decompressed buffer).
+///
+/// Cheap to create: no allocation and no reference counting. Use [`Record::into_owned`] or
+/// [`Record::key_bytes`] / [`Record::value_bytes`] for data that must outlive the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    offset: i64,
+    timestamp: i64,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    attributes: i8,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &'a [u8],
+    header_count: u32,
+    body: &'a [u8],
+    owner: &'a Bytes,
+}
+
+/// A zero-copy `Bytes` for `part`, which lies inside `owner` (copied if it somehow does not).
+fn share(owner: &Bytes, part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(owner.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= owner.len() && start <= end => owner.slice(start..end),
+        _ => Bytes::copy_from_slice(part),
+    }
+}
+
+impl<'a> Record<'a> {
+    /// Absolute offset: the batch's base offset plus the record's offset delta.
+    #[inline]
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// Timestamp in ms: base timestamp plus delta, or the batch's max timestamp when the batch
+    /// is LogAppendTime (as Java reports it).
+    #[inline]
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The timestamp delta as stored.
+    pub fn timestamp_delta(&self) -> i64 {
+        self.timestamp_delta
+    }
+
+    /// The offset delta as stored.
+    pub fn offset_delta(&self) -> i32 {
+        self.offset_delta
+    }
+
+    /// The record attributes byte (unused by Kafka so far).
+    pub fn attributes(&self) -> i8 {
+        self.attributes
+    }
+
+    /// The key, or `None` for null.
+    #[inline]
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.key
+    }
+
+    /// The value, or `None` for null (a tombstone).
+    #[inline]
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.value
+    }
+
+    /// The key as a zero-copy `Bytes`.
+    pub fn key_bytes(&self) -> Option<Bytes> {
+        self.key.map(|k| share(self.owner, k))
+    }
+
+    /// The value as a zero-copy `Bytes`.
+    pub fn value_bytes(&self) -> Option<Bytes> {
+        self.value.map(|v| share(self.owner, v))
+    }
+
+    /// Number of headers.
+    pub fn header_count(&self) -> usize {
+        self.header_count as usize
+    }
+
+    /// The headers, parsed lazily from the record's bytes (already validated).
+    pub fn headers(&self) -> HeaderIter<'a> {
+        HeaderIter { rest: self.headers, remaining: self.header_count }
+    }
+
+    /// The record's bytes after its length prefix (attributes to the last header).
+    pub fn raw(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// An owned copy that shares the batch's buffer (one reference count, no copy).
+    pub fn into_owned(self) -> OwnedRecord {
+        let data = share(self.owner, self.body);
+        let base = self.body.as_ptr() as usize;
+        let span =
+            |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base)..(s.as_ptr() as usize).wrapping_sub(base) + s.len();
+        OwnedRecord {
+            offset: self.offset,
+            timestamp: self.timestamp,
+            attributes: self.attributes,
+            key: self.key.map(span),
+            value: self.value.map(span),
+            headers: span(self.headers),
+            header_count: self.header_count,
+            data,
+        }
+    }
+}
+
+/// A record that owns a reference-counted slice of its batch's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    offset: i64,
+    timestamp: i64,
+    attributes: i8,
+    key: Option<std::ops::Range<usize>>,
+    value: Option<std::ops::Range<usize>>,
+    headers: std::ops::Range<usize>,
+    header_count: u32,
+    data: Bytes,
+}
+
+impl OwnedRecord {
+    /// Absolute offset.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// Timestamp in ms (see [`Record::timestamp`]).
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The record attributes byte.
+    pub fn attributes(&self) -> i8 {
+        self.attributes
+    }
+
+    /// The key, or `None` for null.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.clone().map(|r| self.data.get(r).unwrap_or_default())
+    }
+
+    /// The value, or `None` for null.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.clone().map(|r| self.data.get(r).unwrap_or_default())
+    }
+
+    /// The key as a zero-copy `Bytes`.
+    pub fn key_bytes(&self) -> Option<Bytes> {
+        self.key().map(|k| share(&self.data, k))
+    }
+
+    /// The value as a zero-copy `Bytes`.
+    pub fn value_bytes(&self) -> Option<Bytes> {
+        self.value().map(|v| share(&self.data, v))
+    }
+
+    /// Number of headers.
+    pub fn header_count(&self) -> usize {
+        self.header_count as usize
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> HeaderIter<'_> {
+        HeaderIter { rest: self.data.get(self.headers.clone()).unwrap_or_default(), remaining: self.header_count }
+    }
+}
+
+/// A record header as read: the key's bytes (Kafka writes UTF-8; see
+/// [`RecordHeader::key_str`]) and a nullable value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordHeader<'a> {
+    /// The key's bytes.
+    pub key: &'a [u8],
+    /// The value, or `None` for null.
+    pub value: Option<&'a [u8]>,
+}
+
+impl<'a> RecordHeader<'a> {
+    /// The key as a string; [`ProtocolError::InvalidUtf8`] if it is not UTF-8.
+    pub fn key_str(&self) -> Result<&'a str> {
+        std::str::from_utf8(self.key).map_err(|_| ProtocolError::InvalidUtf8)
+    }
+}
+
+/// Iterator over a record's headers.
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'a> {
+    rest: &'a [u8],
+    remaining: u32,
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = RecordHeader<'a>;
+
+    fn next(&mut self) -> Option<RecordHeader<'a>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        // The headers were validated when the record was read; a failure here cannot happen
+        // and simply ends the iteration.
+        match parse_header(self.rest) {
+            Ok((h, rest)) => {
+                self.rest = rest;
+                Some(h)
+            }
+            Err(_) => {
+                self.remaining = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining as usize))
+    }
+}
