@@ -17,6 +17,7 @@ use kafka_protocol::compression::{Compression, DEFAULT_DECOMPRESS_LIMIT};
 use kafka_protocol::records::{
     BatchOptions, ProducerState, RecordBatchBuilder, RecordSetEntry, RecordSetIter, RECORD_BATCH_OVERHEAD,
 };
+use kafka_protocol::ProtocolError;
 
 const RECORDS: usize = 1000;
 const VALUE_SIZE: usize = 100;
@@ -81,6 +82,23 @@ fn consume(data: &Bytes) -> usize {
     touched
 }
 
+/// [`consume`] with internal iteration ([`kafka_protocol::records::Records::try_for_each`]).
+fn consume_for_each(data: &Bytes) -> usize {
+    let mut touched = 0;
+    for entry in RecordSetIter::new(data.clone()) {
+        let RecordSetEntry::Batch(batch) = entry.unwrap() else { unreachable!() };
+        batch.verify_crc().unwrap();
+        let records = batch.records(DEFAULT_DECOMPRESS_LIMIT).unwrap();
+        records
+            .try_for_each(|record| -> Result<(), ProtocolError> {
+                touched += record.key().map_or(0, <[u8]>::len) + record.value().map_or(0, <[u8]>::len);
+                Ok(())
+            })
+            .unwrap();
+    }
+    touched
+}
+
 fn bench_records(c: &mut Criterion) {
     let values = values();
 
@@ -107,6 +125,10 @@ fn bench_records(c: &mut Criterion) {
         eprintln!("{codec}: batch {} bytes, ratio {:.2}", sealed.len(), raw as f64 / sealed.len() as f64);
         assert_eq!(consume(&sealed), RECORDS * VALUE_SIZE);
         group.bench_function(format!("crc_iterate_{codec}_1000x100B"), |b| b.iter(|| consume(black_box(&sealed))));
+        if codec == Compression::None {
+            assert_eq!(consume_for_each(&sealed), RECORDS * VALUE_SIZE);
+            group.bench_function("crc_for_each_none_1000x100B", |b| b.iter(|| consume_for_each(black_box(&sealed))));
+        }
     }
     group.finish();
 

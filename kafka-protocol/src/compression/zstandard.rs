@@ -3,7 +3,8 @@
 //! Compression reuses one compression context per thread (creating a context and its ~1 MiB of
 //! tables per batch would cost more than compressing a small batch). Decompression streams
 //! through `zstd::stream::read::Decoder` under [`read_bounded`], so the limit is enforced while
-//! decoding; libzstd's own window limit (2^27 bytes, its default) bounds its internal buffer.
+//! decoding, and the window a frame may demand is capped from the limit (see
+//! [`window_log_max`]), which bounds libzstd's internal buffer.
 
 use std::cell::RefCell;
 use std::ops::RangeInclusive;
@@ -71,9 +72,23 @@ pub(super) fn compress(level: i32, input: &[u8], out: &mut BytesMut) -> Result<(
     })
 }
 
+/// The largest window (as a power of two) a frame may ask for, given the output limit.
+///
+/// A frame declares its window size and libzstd allocates that much before producing any
+/// output, so a tiny hostile frame could otherwise make it reserve 128 MiB (its own default
+/// cap, 2^27) whatever our limit. Windows up to `max(8 MiB, ~4 x limit)` are allowed: 8 MiB
+/// covers every level through 19 (what Java and librdkafka use), and a window larger than
+/// four times the output allowed buys nothing.
+fn window_log_max(limit: usize) -> u32 {
+    let bits = usize::BITS - limit.leading_zeros(); // ceil-ish log2 of the limit
+    (bits + 2).clamp(23, 27)
+}
+
 /// Decodes one or more zstd frames, bounded by `limit`.
 pub(super) fn decompress(input: &[u8], limit: usize) -> Result<Bytes> {
-    let decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| codec_error(Compression::Zstd, e))?;
+    let err = |e: std::io::Error| codec_error(Compression::Zstd, e);
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(err)?;
+    decoder.window_log_max(window_log_max(limit)).map_err(err)?;
     read_bounded(Compression::Zstd, decoder, limit, input.len().saturating_mul(4))
 }
 
@@ -90,6 +105,23 @@ mod tests {
             assert_eq!(&decompress(&out, data.len()).unwrap()[..], &data[..]);
             assert_eq!(zstd::decode_all(&out[..]).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn huge_windows_are_refused_for_small_limits() {
+        assert_eq!(window_log_max(1 << 20), 23);
+        assert_eq!(window_log_max(super::super::DEFAULT_DECOMPRESS_LIMIT), 27);
+        assert_eq!(window_log_max(0), 23);
+        // A streamed frame (no content size) that declares a 128 MiB window.
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.window_log(27).unwrap();
+        std::io::Write::write_all(&mut enc, b"tiny payload, huge window").unwrap();
+        let frame = enc.finish().unwrap();
+        assert!(matches!(decompress(&frame, 1 << 20), Err(crate::error::ProtocolError::Compression { .. })));
+        assert_eq!(&decompress(&frame, 64 << 20).unwrap()[..], b"tiny payload, huge window");
+        // Level 19 streamed frames (8 MiB windows) still decode under a 1 MiB limit.
+        let frame = zstd::stream::encode_all(&b"level nineteen"[..], 19).unwrap();
+        assert_eq!(&decompress(&frame, 1 << 20).unwrap()[..], b"level nineteen");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::compression::{self, Compression};
 use crate::error::{ProtocolError, Result};
-use crate::primitives::{decode_varint, decode_varlong};
+use crate::primitives::{decode_uvarint, decode_uvarlong};
 
 /// The smallest possible record: length, attributes, timestamp delta, offset delta, key length,
 /// value length and header count, one byte each.
@@ -21,43 +21,53 @@ const MAX_BATCH_LENGTH: usize = i32::MAX as usize;
 /// Capacity of [`RecordBatchBuilder::new`]'s buffer: Kafka's default `batch.size`.
 const DEFAULT_CAPACITY: usize = 16 * 1024;
 
-/// Decodes a zig-zag varint, with the one- and two-byte cases inline (record lengths of
-/// 64-8191 bytes, and deltas below 8192, take two).
+/// Decodes an unsigned 32-bit varint, with the one- and two-byte cases inline (record lengths
+/// of 64-8191 bytes and deltas below 8192 take two); longer ones go through the checked
+/// decoder in `primitives`, which rejects overlong encodings.
 #[inline(always)]
-fn read_varint(b: &[u8]) -> Result<(i32, usize)> {
-    let u = match *b {
-        [x, ..] if x < 0x80 => (u32::from(x), 1),
-        [x, y, ..] if y < 0x80 => (u32::from(x & 0x7f) | (u32::from(y) << 7), 2),
-        _ => return decode_varint(b),
-    };
-    Ok((((u.0 >> 1) as i32) ^ -((u.0 & 1) as i32), u.1))
+fn uvarint32(b: &[u8]) -> Result<(u32, usize)> {
+    match *b {
+        [x, ..] if x < 0x80 => Ok((u32::from(x), 1)),
+        [x, y, ..] if y < 0x80 => Ok((u32::from(x & 0x7f) | (u32::from(y) << 7), 2)),
+        _ => decode_uvarint(b),
+    }
 }
 
-/// Decodes a zig-zag varlong, with the one- and two-byte cases inline.
+/// Decodes an unsigned 64-bit varint (see [`uvarint32`]).
 #[inline(always)]
-fn read_varlong(b: &[u8]) -> Result<(i64, usize)> {
-    let u = match *b {
-        [x, ..] if x < 0x80 => (u64::from(x), 1),
-        [x, y, ..] if y < 0x80 => (u64::from(x & 0x7f) | (u64::from(y) << 7), 2),
-        _ => return decode_varlong(b),
-    };
-    Ok((((u.0 >> 1) as i64) ^ -((u.0 & 1) as i64), u.1))
+fn uvarint64(b: &[u8]) -> Result<(u64, usize)> {
+    match *b {
+        [x, ..] if x < 0x80 => Ok((u64::from(x), 1)),
+        [x, y, ..] if y < 0x80 => Ok((u64::from(x & 0x7f) | (u64::from(y) << 7), 2)),
+        _ => decode_uvarlong(b),
+    }
 }
 
-/// Reads a varint-length-prefixed nullable byte string (-1 = null).
+#[inline(always)]
+fn unzigzag32(u: u32) -> i32 {
+    ((u >> 1) as i32) ^ -((u & 1) as i32)
+}
+
+#[inline(always)]
+fn unzigzag64(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+/// Reads a varint-length-prefixed nullable byte string (-1 = null). Works on the zig-zag form
+/// directly: even means a length, 1 means null, any other odd value is a negative length.
 #[inline(always)]
 fn read_nullable<'a>(b: &'a [u8], what: &'static str) -> Result<(Option<&'a [u8]>, &'a [u8])> {
-    let (len, n) = read_varint(b)?;
+    let (raw, n) = uvarint32(b)?;
     let b = b.get(n..).unwrap_or_default();
-    if len < 0 {
-        if len == -1 {
-            return Ok((None, b));
+    if raw & 1 == 0 {
+        match b.split_at_checked((raw >> 1) as usize) {
+            Some((v, rest)) => Ok((Some(v), rest)),
+            None => Err(ProtocolError::InvalidLength { what, length: i64::from(raw >> 1) }),
         }
-        return Err(ProtocolError::InvalidLength { what, length: i64::from(len) });
-    }
-    match b.split_at_checked(len as usize) {
-        Some((v, rest)) => Ok((Some(v), rest)),
-        None => Err(ProtocolError::InvalidLength { what, length: i64::from(len) }),
+    } else if raw == 1 {
+        Ok((None, b))
+    } else {
+        Err(ProtocolError::InvalidLength { what, length: i64::from(unzigzag32(raw)) })
     }
 }
 
@@ -453,8 +463,8 @@ impl RecordBatchBuilder {
     ) -> Result<i32> {
         let offset_delta = self.count;
         let base = if offset_delta == 0 { timestamp_ms } else { self.base_timestamp };
-        let timestamp_delta = timestamp_ms.wrapping_sub(base);
-        if headers.is_empty() && offset_delta < i32::MAX {
+        let (timestamp_delta, overflow) = timestamp_ms.overflowing_sub(base);
+        if headers.is_empty() && offset_delta < i32::MAX && !overflow {
             // The common case, specialized: no headers, and every varint encoded once, in a
             // register, then stored with one fixed-width write.
             let zts = zigzag64(timestamp_delta);
@@ -467,8 +477,7 @@ impl RecordBatchBuilder {
                 .saturating_add(value_bytes.len());
             let (len_bits, len_len) = small_varint((body as u64) << 1);
             let end = self.len.saturating_add(len_len).saturating_add(body);
-            let timestamp_ok = ts_len <= 8 && timestamp_ms.checked_sub(base).is_some();
-            if timestamp_ok && len_len <= 8 && end - LOG_OVERHEAD <= MAX_BATCH_LENGTH && end + SLACK <= self.buf.len() {
+            if ts_len <= 8 && end <= MAX_BATCH_LENGTH + LOG_OVERHEAD && end + SLACK <= self.buf.len() {
                 let mut w = FastWriter { buf: self.buf.get_mut(self.len..end + SLACK).unwrap_or_default(), pos: 0 };
                 w.put8(len_bits);
                 w.pos += len_len;
@@ -580,9 +589,14 @@ impl RecordBatchBuilder {
         headers: &[Header<'_>],
     ) {
         if end > self.buf.len() {
-            // Use the allocation's spare capacity first, then double.
-            let target = end.max(self.buf.capacity()).max(self.buf.len().saturating_mul(2));
-            self.buf.resize(target.saturating_add(SLACK), 0);
+            // Use the allocation's spare capacity first (no reallocation), then double.
+            let capacity = self.buf.capacity();
+            let target = if end <= capacity {
+                capacity
+            } else {
+                end.saturating_add(SLACK).max(self.buf.len().saturating_mul(2))
+            };
+            self.buf.resize(target, 0);
         }
         let mut w = ExactWriter { buf: self.buf.get_mut(self.len..end).unwrap_or_default(), pos: 0 };
         w.uvarint((body as u64) << 1);
@@ -924,6 +938,32 @@ impl Records {
     }
 }
 
+impl Records {
+    /// Calls `f` on every record, stopping at the first error (a malformed record, or one
+    /// `f` returns). Equivalent to iterating [`Self::iter`], but internal iteration lets the
+    /// compiler keep the loop's state in registers.
+    #[inline]
+    pub fn try_for_each<E, F>(&self, mut f: F) -> std::result::Result<(), E>
+    where
+        E: From<ProtocolError>,
+        F: FnMut(Record<'_>) -> std::result::Result<(), E>,
+    {
+        let mut it = self.iter();
+        while it.remaining > 0 {
+            it.remaining -= 1;
+            if it.rest.is_empty() {
+                return Err(ProtocolError::CorruptRecord("fewer records than the batch's record count").into());
+            }
+            f(it.parse()?)?;
+        }
+        if it.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtocolError::CorruptRecord("bytes after the last record of the batch").into())
+        }
+    }
+}
+
 impl<'a> IntoIterator for &'a Records {
     type Item = Result<Record<'a>>;
     type IntoIter = RecordIter<'a>;
@@ -948,31 +988,33 @@ pub struct RecordIter<'a> {
 impl<'a> RecordIter<'a> {
     #[inline(always)]
     fn parse(&mut self) -> Result<Record<'a>> {
-        let (len, n) = read_varint(self.rest)?;
-        let after = self.rest.get(n..).unwrap_or_default();
-        if len < 0 {
-            return Err(ProtocolError::InvalidLength { what: "record", length: i64::from(len) });
+        let (raw_len, n) = uvarint32(self.rest)?;
+        if raw_len & 1 != 0 {
+            return Err(ProtocolError::InvalidLength { what: "record", length: i64::from(unzigzag32(raw_len)) });
         }
-        let Some((body, next)) = after.split_at_checked(len as usize) else {
-            return Err(ProtocolError::InvalidLength { what: "record", length: i64::from(len) });
+        let after = self.rest.get(n..).unwrap_or_default();
+        let Some((body, next)) = after.split_at_checked((raw_len >> 1) as usize) else {
+            return Err(ProtocolError::InvalidLength { what: "record", length: i64::from(raw_len >> 1) });
         };
         let Some((&attributes, b)) = body.split_first() else {
             return Err(ProtocolError::Truncated { needed: 1, remaining: 0 });
         };
-        let (timestamp_delta, n) = read_varlong(b)?;
+        let (raw_ts, n) = uvarint64(b)?;
         let b = b.get(n..).unwrap_or_default();
-        let (offset_delta, n) = read_varint(b)?;
+        let (raw_off, n) = uvarint32(b)?;
         let b = b.get(n..).unwrap_or_default();
         let (key, b) = read_nullable(b, "record key")?;
         let (value, b) = read_nullable(b, "record value")?;
-        let (header_count, n) = read_varint(b)?;
+        let (raw_count, n) = uvarint32(b)?;
         let headers = b.get(n..).unwrap_or_default();
-        if header_count != 0 {
-            validate_headers(header_count, headers)?;
+        if raw_count != 0 {
+            validate_headers(unzigzag32(raw_count), headers)?;
         } else if !headers.is_empty() {
             return Err(ProtocolError::CorruptRecord("trailing bytes inside a record"));
         }
         self.rest = next;
+        let timestamp_delta = unzigzag64(raw_ts);
+        let offset_delta = unzigzag32(raw_off);
         let timestamp = match self.log_append_time {
             Some(t) => t,
             None => self.base_timestamp.wrapping_add(timestamp_delta),
@@ -980,14 +1022,11 @@ impl<'a> RecordIter<'a> {
         Ok(Record {
             offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
             timestamp,
-            timestamp_delta,
-            offset_delta,
-            attributes: attributes as i8,
             key,
             value,
             headers,
-            header_count: header_count as u32,
-            body,
+            header_count: raw_count >> 1,
+            attributes: attributes as i8,
             owner: self.owner,
         })
     }
@@ -1062,14 +1101,11 @@ impl<'a> Iterator for RecordIter<'a> {
 pub struct Record<'a> {
     offset: i64,
     timestamp: i64,
-    timestamp_delta: i64,
-    offset_delta: i32,
-    attributes: i8,
     key: Option<&'a [u8]>,
     value: Option<&'a [u8]>,
     headers: &'a [u8],
     header_count: u32,
-    body: &'a [u8],
+    attributes: i8,
     owner: &'a Bytes,
 }
 
@@ -1094,16 +1130,6 @@ impl<'a> Record<'a> {
     #[inline]
     pub fn timestamp(&self) -> i64 {
         self.timestamp
-    }
-
-    /// The timestamp delta as stored.
-    pub fn timestamp_delta(&self) -> i64 {
-        self.timestamp_delta
-    }
-
-    /// The offset delta as stored.
-    pub fn offset_delta(&self) -> i32 {
-        self.offset_delta
     }
 
     /// The record attributes byte (unused by Kafka so far).
@@ -1143,26 +1169,58 @@ impl<'a> Record<'a> {
         HeaderIter { rest: self.headers, remaining: self.header_count }
     }
 
-    /// The record's bytes after its length prefix (attributes to the last header).
-    pub fn raw(&self) -> &'a [u8] {
-        self.body
-    }
-
     /// An owned copy that shares the batch's buffer (one reference count, no copy).
     pub fn into_owned(self) -> OwnedRecord {
-        let data = share(self.owner, self.body);
-        let base = self.body.as_ptr() as usize;
-        let span =
-            |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base)..(s.as_ptr() as usize).wrapping_sub(base) + s.len();
+        // The key, the value and the headers lie in this order inside the owner: one slice of
+        // it spans them all.
+        let first = self.key.or(self.value).unwrap_or(self.headers);
+        let base = first.as_ptr() as usize;
+        let end = (self.headers.as_ptr() as usize).wrapping_add(self.headers.len());
+        let span = end.wrapping_sub(base);
+        let owner_start = self.owner.as_ptr() as usize;
+        let inside = base >= owner_start && span <= self.owner.len() && base - owner_start <= self.owner.len() - span;
+        if !inside {
+            return self.copied();
+        }
+        let offset = base - owner_start;
+        let range = |s: &[u8]| {
+            let start = (s.as_ptr() as usize).wrapping_sub(base);
+            start..start.wrapping_add(s.len())
+        };
         OwnedRecord {
             offset: self.offset,
             timestamp: self.timestamp,
             attributes: self.attributes,
-            key: self.key.map(span),
-            value: self.value.map(span),
-            headers: span(self.headers),
+            key: self.key.map(range),
+            value: self.value.map(range),
+            headers: range(self.headers),
             header_count: self.header_count,
-            data,
+            data: self.owner.slice(offset..offset + span),
+        }
+    }
+
+    /// [`Self::into_owned`] by copying, for parts that are not inside the owner (which the
+    /// iterator never produces).
+    #[cold]
+    fn copied(self) -> OwnedRecord {
+        let mut data = Vec::new();
+        let mut put = |s: &[u8]| {
+            let start = data.len();
+            data.extend_from_slice(s);
+            start..data.len()
+        };
+        let key = self.key.map(&mut put);
+        let value = self.value.map(&mut put);
+        let headers = put(self.headers);
+        OwnedRecord {
+            offset: self.offset,
+            timestamp: self.timestamp,
+            attributes: self.attributes,
+            key,
+            value,
+            headers,
+            header_count: self.header_count,
+            data: Bytes::from(data),
         }
     }
 }

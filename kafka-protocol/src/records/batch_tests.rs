@@ -244,6 +244,47 @@ fn append_rejects_timestamp_overflow_and_keeps_state() {
 }
 
 #[test]
+fn exact_fill_does_not_reallocate_and_growth_works() {
+    let v1 = vec![1u8; 100];
+    let v2 = vec![2u8; 7];
+    let probe = RecordBatchBuilder::new(BatchOptions::default());
+    let r1 = probe.next_record_size(5, Some(b"k"), Some(&v1), &[]);
+    let r2 = RecordBatchBuilder::record_size(1, 1, None, Some(&v2), &[]);
+    let buf = vec![0xaau8; RECORD_BATCH_OVERHEAD + r1 + r2];
+    let ptr = buf.as_ptr();
+    let mut b = RecordBatchBuilder::with_vec(buf, BatchOptions::default());
+    b.append(5, Some(b"k"), Some(&v1), &[]).unwrap();
+    b.append(6, None, Some(&v2), &[]).unwrap();
+    let sealed = b.seal(ProducerState::NONE).unwrap();
+    assert_eq!(sealed.as_ptr(), ptr, "the last record used the exact path, no growth");
+    let recs = collect(&RecordBatch::from_bytes(sealed).unwrap()).unwrap();
+    assert_eq!((recs[0].key(), recs[0].value()), (Some(&b"k"[..]), Some(&v1[..])));
+    assert_eq!((recs[1].key(), recs[1].value()), (None, Some(&v2[..])));
+    // Growth from a tiny buffer, across many records of every size class.
+    let mut b = RecordBatchBuilder::with_vec(Vec::new(), BatchOptions::default());
+    let big = vec![3u8; 20_000];
+    for i in 0..300usize {
+        b.append(i as i64, None, Some(&big[..(i * 67) % 20_000]), &[]).unwrap();
+    }
+    let recs = collect(&RecordBatch::from_bytes(b.seal(ProducerState::NONE).unwrap()).unwrap()).unwrap();
+    assert!(recs.iter().enumerate().all(|(i, r)| r.value().unwrap().len() == (i * 67) % 20_000));
+}
+
+#[test]
+fn extreme_timestamp_deltas() {
+    let mut b = RecordBatchBuilder::new(BatchOptions::default());
+    let ts = [0, i64::MAX, i64::MIN, 1 << 55, -(1 << 55), 1 << 56, (1 << 62) + 1];
+    for t in ts {
+        let predicted = b.next_record_size(t, None, Some(b"v"), &[]);
+        let before = b.size_in_bytes();
+        b.append(t, None, Some(b"v"), &[]).unwrap();
+        assert_eq!(b.size_in_bytes() - before, predicted, "{t}");
+    }
+    let recs = collect(&RecordBatch::from_bytes(b.seal(ProducerState::NONE).unwrap()).unwrap()).unwrap();
+    assert_eq!(recs.iter().map(|r| r.timestamp()).collect::<Vec<_>>(), ts.to_vec());
+}
+
+#[test]
 fn empty_batch_seals_and_reads() {
     for codec in Compression::ALL {
         let b = RecordBatchBuilder::new(BatchOptions { compression: codec, ..Default::default() });
@@ -259,13 +300,19 @@ fn empty_batch_seals_and_reads() {
 #[test]
 fn with_buffer_reuses_and_clears() {
     let mut buf = BytesMut::with_capacity(4096);
-    buf.extend_from_slice(b"old junk");
+    buf.extend_from_slice(&[0xee; 3000]);
     let ptr = buf.as_ptr();
     let mut b = RecordBatchBuilder::with_buffer(buf, BatchOptions::default());
     b.append(1, None, Some(b"v"), &[]).unwrap();
     let sealed = b.seal(ProducerState::NONE).unwrap();
     assert_eq!(sealed.as_ptr(), ptr, "no reallocation");
-    assert_eq!(collect(&RecordBatch::from_bytes(sealed).unwrap()).unwrap().len(), 1);
+    assert_eq!(collect(&RecordBatch::from_bytes(sealed.clone()).unwrap()).unwrap().len(), 1);
+    // Recycling a sealed batch: garbage from the old batch is overwritten, never read.
+    let recycled = sealed.try_into_mut().unwrap();
+    let mut b = RecordBatchBuilder::with_buffer(recycled, BatchOptions::default());
+    b.append(2, Some(b"k2"), None, &[]).unwrap();
+    let recs = collect(&RecordBatch::from_bytes(b.seal(ProducerState::NONE).unwrap()).unwrap()).unwrap();
+    assert_eq!((recs.len(), recs[0].key(), recs[0].value()), (1, Some(&b"k2"[..]), None));
 }
 
 #[test]
@@ -479,6 +526,48 @@ fn record_count_mismatches() {
         results,
         vec![Ok(100), Ok(101), Err(ProtocolError::CorruptRecord("bytes after the last record of the batch"))]
     );
+}
+
+#[test]
+fn try_for_each_matches_the_iterator() {
+    let mut b = RecordBatchBuilder::new(BatchOptions::default());
+    for i in 0..3 {
+        b.append(i, None, Some(&[7; 30]), &[]).unwrap();
+    }
+    let sealed = b.seal(ProducerState::NONE).unwrap();
+    let section = &sealed[RECORD_BATCH_OVERHEAD..];
+    let offsets = |bytes: Bytes| {
+        let batch = RecordBatch::from_bytes(bytes).unwrap();
+        let records = batch.records(LIMIT).unwrap();
+        let mut seen = Vec::new();
+        let r = records.try_for_each(|r| -> Result<(), ProtocolError> {
+            seen.push(r.offset());
+            Ok(())
+        });
+        (seen, r)
+    };
+    assert_eq!(offsets(sealed.clone()), (vec![0, 1, 2], Ok(())));
+    assert_eq!(
+        offsets(raw_batch(0, 2, section)),
+        (vec![100, 101], Err(ProtocolError::CorruptRecord("bytes after the last record of the batch")))
+    );
+    assert_eq!(
+        offsets(raw_batch(0, 4, section)),
+        (vec![100, 101, 102], Err(ProtocolError::CorruptRecord("fewer records than the batch's record count")))
+    );
+    // The callback's own error stops the walk.
+    let batch = RecordBatch::from_bytes(sealed).unwrap();
+    let records = batch.records(LIMIT).unwrap();
+    let mut n = 0;
+    let r = records.try_for_each(|_| {
+        n += 1;
+        if n == 2 {
+            Err(ProtocolError::CorruptRecord("stop"))
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!((n, r), (2, Err(ProtocolError::CorruptRecord("stop"))));
 }
 
 #[test]
@@ -772,6 +861,14 @@ proptest! {
         bad[17..21].copy_from_slice(&crc.to_be_bytes());
         let batch = RecordBatch::from_bytes(Bytes::from(bad)).unwrap();
         if let Ok(records) = batch.records(1 << 20) {
+            // Internal and external iteration agree on how many records are good.
+            let mut internal = 0;
+            let _ = records.try_for_each(|_| -> Result<(), ProtocolError> {
+                internal += 1;
+                Ok(())
+            });
+            let external = records.iter().take_while(|r| r.is_ok()).count();
+            prop_assert_eq!(internal, external);
             for r in records.iter() {
                 match r {
                     Ok(r) => { let _ = (r.key(), r.headers().count(), r.into_owned()); }

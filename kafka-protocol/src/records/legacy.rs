@@ -8,7 +8,9 @@
 //! A compressed message ("wrapper") holds a whole inner message set in its value.
 //! [`LegacyMessage::flatten`] decompresses it (bounded) and returns the inner messages with
 //! absolute offsets: for magic 1 the inner offsets are relative and the wrapper carries the
-//! absolute offset of the last inner message; for magic 0 they are absolute already.
+//! absolute offset of the last inner message (abs = wrapper - (last_inner - inner)); for
+//! magic 0 they are absolute already. As in Java, when that base would be negative (a wrapper
+//! whose offset no broker assigned yet) the inner offsets are left as they are.
 
 use bytes::Bytes;
 
@@ -191,9 +193,12 @@ impl LegacyMessage {
             return Err(ProtocolError::CorruptRecord("compressed legacy message without inner messages"));
         };
         let log_append_time = self.timestamp_type == Some(TimestampType::LogAppendTime);
+        // As in Java (and kafka-python): a negative base means the wrapper's offset was never
+        // assigned by a broker (a producer-side set); the relative offsets are then kept.
+        let base = if self.magic > 0 { self.offset.wrapping_sub(last_inner) } else { -1 };
         for m in &mut out {
-            if self.magic > 0 {
-                m.offset = self.offset.wrapping_sub(last_inner.wrapping_sub(m.offset));
+            if base >= 0 {
+                m.offset = base.wrapping_add(m.offset);
             }
             if log_append_time {
                 m.timestamp = self.timestamp;
@@ -310,6 +315,10 @@ pub(crate) mod tests {
             let w = wrapper(52, 0, codec, 0, 0, &inner0);
             let flat = LegacyMessage::parse(Bytes::from(w)).unwrap().flatten(1 << 20).unwrap();
             assert_eq!(flat.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![50, 51, 52]);
+            // Magic 1 wrapper with an unassigned offset (0): relative offsets are kept.
+            let w = wrapper(0, 1, codec, 0, 5000, &inner);
+            let flat = LegacyMessage::parse(Bytes::from(w)).unwrap().flatten(1 << 20).unwrap();
+            assert_eq!(flat.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![0, 1, 2]);
             // The decompression limit applies.
             let w = wrapper(52, 0, codec, 0, 0, &inner0);
             assert!(matches!(
