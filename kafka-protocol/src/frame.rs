@@ -200,26 +200,14 @@ pub fn encode_request_chunked<R: Request>(
 ) -> Result<Vec<Bytes>> {
     check_version(R::API_KEY, version)?;
     let mut w = ChunkedWriter::new(threshold);
-    w.put_slice(&[0, 0, 0, 0]);
     write_request(&mut w, R::API_KEY, version, correlation_id, client_id, &|w| request.encode(w, version))?;
-    let total = w.written() - 4;
+    let total = w.written();
     let size =
         i32::try_from(total).map_err(|_| ProtocolError::ValueOutOfRange { what: "frame", value: total as i64 })?;
-    if let Some(first) = w.first_chunk_mut() {
-        if let Some(slot) = first.get_mut(..4) {
-            slot.copy_from_slice(&size.to_be_bytes());
-        }
-        return Ok(w.into_chunks());
-    }
-    // The size prefix went out with the first chunk before any shared chunk was added.
-    let mut chunks = w.into_chunks();
-    if let Some(first) = chunks.first_mut() {
-        let mut head = BytesMut::from(&first[..]);
-        if let Some(slot) = head.get_mut(..4) {
-            slot.copy_from_slice(&size.to_be_bytes());
-        }
-        *first = head.freeze();
-    }
+    // The size prefix is its own chunk: it is only known once everything else is written, and
+    // the chunks after it may be shared buffers that must not be copied to patch it in.
+    let mut chunks = vec![Bytes::copy_from_slice(&size.to_be_bytes())];
+    chunks.extend(w.into_chunks());
     Ok(chunks)
 }
 

@@ -64,16 +64,6 @@ impl ChunkedWriter {
         ChunkedWriter { current: BytesMut::with_capacity(256), chunks: Vec::new(), threshold, written: 0 }
     }
 
-    /// Mutable access to the bytes of the first chunk not yet finished (for patching a size
-    /// prefix written at the very start, before any shared chunk was added).
-    pub fn first_chunk_mut(&mut self) -> Option<&mut BytesMut> {
-        if self.chunks.is_empty() {
-            Some(&mut self.current)
-        } else {
-            None
-        }
-    }
-
     /// Finishes the writer and returns its chunks in order.
     pub fn into_chunks(mut self) -> Vec<Bytes> {
         if !self.current.is_empty() {

@@ -235,23 +235,14 @@ impl Ctx<'_> {
             return "None".into();
         }
         let base = match &f.ty {
-            FieldType::Bool => match f.default.as_deref() {
-                Some("true") => "true".into(),
-                _ => "false".into(),
-            },
-            FieldType::Int8
+            FieldType::Bool
+            | FieldType::Int8
             | FieldType::Int16
             | FieldType::Uint16
             | FieldType::Int32
             | FieldType::Uint32
-            | FieldType::Int64 => Self::int_default(f),
-            FieldType::Float64 => match &f.default {
-                Some(d) => {
-                    let v: f64 = d.parse().unwrap_or_else(|e| panic!("bad float default {d}: {e}"));
-                    format!("{v:?}")
-                }
-                None => "0.0".into(),
-            },
+            | FieldType::Int64
+            | FieldType::Float64 => self.default_expr_base(f),
             FieldType::String => match f.default.as_deref() {
                 None | Some("") => "String::new()".into(),
                 Some(s) => format!("String::from({s:?})"),
@@ -535,7 +526,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// The default of a field's non-null type (for deriving sample values from it).
+    /// The default of a scalar field as a literal (`0` for types that have no scalar default).
     fn default_expr_base(&self, f: &Field) -> String {
         match &f.ty {
             FieldType::Bool => match f.default.as_deref() {
@@ -543,7 +534,10 @@ impl Ctx<'_> {
                 _ => "false".into(),
             },
             FieldType::Float64 => match &f.default {
-                Some(d) => format!("{:?}", d.parse::<f64>().unwrap_or(0.0)),
+                Some(d) => {
+                    let v: f64 = d.parse().unwrap_or_else(|e| panic!("bad float default {d} for {}: {e}", f.name));
+                    format!("{v:?}")
+                }
                 None => "0.0".into(),
             },
             FieldType::Int8
