@@ -269,3 +269,28 @@ fn oversized_frames_are_refused_before_allocating() {
     let mut buf = BytesMut::from(&[0, 0, 0, 16][..]);
     assert_eq!(small.decode(&mut buf), Ok(None));
 }
+
+/// Every golden record batch and legacy message set (librdkafka, kafka-python) cut at every byte
+/// offset: iteration ends cleanly (a cut batch is a partial tail, as when a fetch hits its size
+/// limit, so no record of it is returned) or gives a typed error; never a panic, never more
+/// memory than the decompression cap allows.
+#[test]
+fn truncated_golden_record_data_is_a_partial_tail_or_an_error() {
+    let _g = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cases = 0;
+    for (kind, file, _, _, data) in golden_frames() {
+        if kind != "record_batch" && kind != "legacy_message_set" {
+            continue;
+        }
+        let whole = walk_records(data.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for cut in 0..data.len() {
+            let (res, peak) = peak_during(|| walk_records(data.slice(..cut)));
+            if let Ok(n) = res {
+                assert!(n < whole || cut == data.len(), "{file}: a prefix of {cut} bytes yielded all {n} records");
+            }
+            assert!(peak < 4 << 20, "{file} cut at {cut}: peak {peak}");
+            cases += 1;
+        }
+    }
+    assert!(cases > 5_000, "{cases}");
+}
