@@ -1,0 +1,124 @@
+//! Listeners and connections: framing, decoding and encoding happen here, on one task per
+//! connection; the request itself is handled by the state task.
+//!
+//! Like Kafka, a connection has one request in flight inside the broker at a time: the next
+//! request is read only after the previous response was written. Clients still pipeline (their
+//! requests wait in the socket buffer), and responses always come back in request order.
+
+use bytes::BytesMut;
+use kafka_protocol::frame::{self, FrameDecoder};
+use kafka_protocol::messages::{ApiKey, ResponseBody};
+use kafka_protocol::ProtocolError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::cluster::Command;
+use crate::handlers;
+
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    node_id: i32,
+    state: mpsc::Sender<Command>,
+    mut shutdown: watch::Receiver<bool>,
+    max_frame_size: usize,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let state = state.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Err(reason) = serve(stream, node_id, state, shutdown, max_frame_size).await {
+                            tracing::info!(node_id, %peer, %reason, "closing connection");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(node_id, error = %e, "accept failed");
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Why a connection ended (anything but the client closing it cleanly).
+#[derive(Debug, thiserror::Error)]
+enum ConnectionEnd {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad frame: {0}")]
+    Frame(ProtocolError),
+    #[error("undecodable request (api {api_key} v{version}): {error}")]
+    Request { api_key: i16, version: i16, error: ProtocolError },
+    #[error("api {api_key} v{version} is not implemented by the bundled broker")]
+    NotImplemented { api_key: i16, version: i16 },
+    #[error("broker shutting down")]
+    Shutdown,
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    node_id: i32,
+    state: mpsc::Sender<Command>,
+    mut shutdown: watch::Receiver<bool>,
+    max_frame_size: usize,
+) -> Result<(), ConnectionEnd> {
+    stream.set_nodelay(true)?;
+    let mut decoder = FrameDecoder::new(max_frame_size);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let frame = loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(f)) => break f,
+                Ok(None) => {}
+                Err(e) => return Err(ConnectionEnd::Frame(e)),
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return Err(ConnectionEnd::Shutdown),
+                n = stream.read_buf(&mut buf) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let prefix = frame::peek_request(&frame).map_err(ConnectionEnd::Frame)?;
+        let (api_key, version, correlation_id) = (prefix.api_key, prefix.api_version, prefix.correlation_id);
+        out.clear();
+        match frame::decode_request(frame) {
+            Ok(req) => {
+                let (reply, rx) = oneshot::channel();
+                let cmd =
+                    Command::Request { broker: node_id, header: req.header, version, body: Box::new(req.body), reply };
+                if state.send(cmd).await.is_err() {
+                    return Err(ConnectionEnd::Shutdown);
+                }
+                let Some(response): Option<ResponseBody> = rx.await.map_err(|_| ConnectionEnd::Shutdown)? else {
+                    return Err(ConnectionEnd::NotImplemented { api_key, version });
+                };
+                frame::encode_response_body(&mut out, correlation_id, &response, version)
+                    .map_err(|error| ConnectionEnd::Request { api_key, version, error })?;
+            }
+            Err(error) => {
+                // ApiVersions at a version this broker does not know is answered in the v0
+                // layout with UNSUPPORTED_VERSION and the supported ranges, so that the client
+                // can retry with a version both sides know (KIP-511). Anything else that cannot
+                // be decoded closes the connection, as Kafka does.
+                if api_key == ApiKey::ApiVersions.key() {
+                    let response = handlers::api_versions::unsupported_version();
+                    frame::encode_response_body(&mut out, correlation_id, &response, 0)
+                        .map_err(|error| ConnectionEnd::Request { api_key, version, error })?;
+                } else {
+                    return Err(ConnectionEnd::Request { api_key, version, error });
+                }
+            }
+        }
+        stream.write_all(&out).await?;
+    }
+}
