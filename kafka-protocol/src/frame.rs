@@ -150,6 +150,24 @@ fn patch_size(buf: &mut BytesMut, start: usize) -> Result<()> {
     Ok(())
 }
 
+/// Appends one size-prefixed frame to `out`: checks the version, reserves the prefix, lets
+/// `write` add header and body, and patches the size. On error `out` is left as it was.
+fn framed(
+    out: &mut BytesMut,
+    api_key: ApiKey,
+    version: i16,
+    write: &dyn Fn(&mut BytesMut) -> Result<()>,
+) -> Result<()> {
+    check_version(api_key, version)?;
+    let start = out.len();
+    out.put_i32(0);
+    if let Err(e) = write(out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    patch_size(out, start)
+}
+
 /// Encodes a request with its size prefix and header into `out`.
 pub fn encode_request<R: Request>(
     out: &mut BytesMut,
@@ -158,15 +176,9 @@ pub fn encode_request<R: Request>(
     request: &R,
     version: i16,
 ) -> Result<()> {
-    check_version(R::API_KEY, version)?;
-    let start = out.len();
-    out.put_i32(0);
-    let res = write_request(out, R::API_KEY, version, correlation_id, client_id, &|w| request.encode(w, version));
-    if let Err(e) = res {
-        out.truncate(start);
-        return Err(e);
-    }
-    patch_size(out, start)
+    framed(out, R::API_KEY, version, &|w| {
+        write_request(w, R::API_KEY, version, correlation_id, client_id, &|w| request.encode(w, version))
+    })
 }
 
 /// Encodes any request body with its size prefix and header into `out`.
@@ -178,15 +190,9 @@ pub fn encode_request_body(
     version: i16,
 ) -> Result<()> {
     let api_key = request.api_key();
-    check_version(api_key, version)?;
-    let start = out.len();
-    out.put_i32(0);
-    let res = write_request(out, api_key, version, correlation_id, client_id, &|w| request.encode(w, version));
-    if let Err(e) = res {
-        out.truncate(start);
-        return Err(e);
-    }
-    patch_size(out, start)
+    framed(out, api_key, version, &|w| {
+        write_request(w, api_key, version, correlation_id, client_id, &|w| request.encode(w, version))
+    })
 }
 
 /// Encodes a request as a list of chunks for a vectored write: record payloads of at least
@@ -233,16 +239,11 @@ fn encode_response_inner(
     version: i16,
     body: &dyn Fn(&mut BytesMut) -> Result<()>,
 ) -> Result<()> {
-    check_version(api_key, version)?;
-    let start = out.len();
-    out.put_i32(0);
-    let header = ResponseHeader { correlation_id, ..Default::default() };
-    let res = header.encode(out, api_key.response_header_version(version)).and_then(|()| body(out));
-    if let Err(e) = res {
-        out.truncate(start);
-        return Err(e);
-    }
-    patch_size(out, start)
+    framed(out, api_key, version, &|w| {
+        let header = ResponseHeader { correlation_id, ..Default::default() };
+        header.encode(w, api_key.response_header_version(version))?;
+        body(w)
+    })
 }
 
 /// A decoded request: its header and body.

@@ -67,6 +67,23 @@ pub(crate) fn validate_topic_name(name: &str) -> Result<(), (ErrorCode, String)>
     Ok(())
 }
 
+/// The first checks of every creation: a legal name that is not taken.
+fn validate_new_name(state: &State, name: &str) -> Result<(), (ErrorCode, String)> {
+    validate_topic_name(name)?;
+    if state.topics.contains_key(name) {
+        return Err((ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
+    }
+    Ok(())
+}
+
+/// The last check before creating: every config is one Kafka defines.
+fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), (ErrorCode, String)> {
+    match configs.keys().find(|k| !TOPIC_CONFIGS.contains(&k.as_str())) {
+        Some(key) => Err((ErrorCode::InvalidConfig, format!("Unknown topic config name: {key}"))),
+        None => Ok(()),
+    }
+}
+
 /// What a successful creation produced.
 pub(crate) struct Created {
     pub id: Uuid,
@@ -83,10 +100,7 @@ pub(crate) fn create(
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<Created, (ErrorCode, String)> {
-    validate_topic_name(name)?;
-    if state.topics.contains_key(name) {
-        return Err((ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
-    }
+    validate_new_name(state, name)?;
     let partitions = match partitions {
         -1 => state.settings.default_partitions,
         n if n >= 1 => n,
@@ -114,11 +128,7 @@ pub(crate) fn create(
             format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {brokers} broker(s) are registered."),
         ));
     }
-    for key in configs.keys() {
-        if !TOPIC_CONFIGS.contains(&key.as_str()) {
-            return Err((ErrorCode::InvalidConfig, format!("Unknown topic config name: {key}")));
-        }
-    }
+    validate_configs(&configs)?;
     if validate_only {
         return Ok(Created { id: Uuid::ZERO, partitions, replication_factor });
     }
@@ -133,10 +143,7 @@ fn create_assigned(
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<Created, (ErrorCode, String)> {
-    validate_topic_name(&topic.name)?;
-    if state.topics.contains_key(&topic.name) {
-        return Err((ErrorCode::TopicAlreadyExists, format!("Topic '{}' already exists.", topic.name)));
-    }
+    validate_new_name(state, &topic.name)?;
     if topic.num_partitions != -1 || topic.replication_factor != -1 {
         return Err((
             ErrorCode::InvalidRequest,
@@ -173,11 +180,7 @@ fn create_assigned(
             }
         }
     }
-    for key in configs.keys() {
-        if !TOPIC_CONFIGS.contains(&key.as_str()) {
-            return Err((ErrorCode::InvalidConfig, format!("Unknown topic config name: {key}")));
-        }
-    }
+    validate_configs(&configs)?;
     let (partitions, replication_factor) = (assignment.len() as i32, rf as i16);
     if validate_only {
         return Ok(Created { id: Uuid::ZERO, partitions, replication_factor });
