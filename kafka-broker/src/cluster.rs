@@ -11,11 +11,15 @@ use std::net::SocketAddr;
 use kafka_protocol::messages::{RequestBody, RequestHeader, ResponseBody};
 use kafka_protocol::primitives::Uuid;
 use tokio::net::TcpListener;
+use std::time::{Duration, Instant};
+
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::configs::{self, LogSettings};
 use crate::error::BrokerError;
 use crate::handlers;
+use crate::log::PartitionLog;
 
 /// One broker of the cluster as clients see it.
 #[derive(Debug, Clone)]
@@ -26,21 +30,40 @@ pub(crate) struct BrokerInfo {
     pub rack: Option<String>,
 }
 
-/// A partition's replication state (replication is simulated: one log per partition).
-#[derive(Debug, Clone)]
+/// A partition's replication state and its log (replication is simulated: one log per
+/// partition, every replica in the ISR is always caught up).
+#[derive(Debug)]
 pub(crate) struct Partition {
+    /// The leader's node id, -1 when the partition has none (offline).
     pub leader: i32,
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    pub log: PartitionLog,
+}
+
+impl Partition {
+    /// A new, empty partition led by the first replica, with every replica in sync.
+    pub fn new(replicas: Vec<i32>) -> Self {
+        Partition {
+            leader: replicas.first().copied().unwrap_or(-1),
+            leader_epoch: 0,
+            isr: replicas.clone(),
+            replicas,
+            log: PartitionLog::default(),
+        }
+    }
 }
 
 /// A topic: its id, partitions and topic-level configs (Kafka's names).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Topic {
     pub id: Uuid,
     pub partitions: Vec<Partition>,
+    /// Configs set on the topic (not the defaults it inherits).
     pub configs: BTreeMap<String, String>,
+    /// The resolved settings the log acts on; refreshed by [`State::set_topic_configs`].
+    pub settings: LogSettings,
 }
 
 /// Cluster-wide settings fixed at start.
@@ -51,6 +74,8 @@ pub(crate) struct Settings {
     pub auto_create_topics: bool,
     pub broker_configs: BTreeMap<String, String>,
     pub max_frame_size: usize,
+    /// How often retention and compaction run (`log.retention.check.interval.ms`).
+    pub housekeeping_interval: Duration,
 }
 
 /// Everything the state task owns.
@@ -62,6 +87,12 @@ pub(crate) struct State {
     pub topics: BTreeMap<String, Topic>,
     pub settings: Settings,
     next_topic_id: u64,
+    /// Bumped whenever a log gains data, so waiting fetches look again.
+    pub data_version: u64,
+    /// Added to the system clock (tests advance time for retention without sleeping).
+    pub clock_offset_ms: i64,
+    /// The next producer id InitProducerId hands out.
+    pub next_producer_id: i64,
 }
 
 impl State {
@@ -89,31 +120,78 @@ impl State {
                 let replicas: Vec<i32> = (0..replication_factor.max(1) as usize)
                     .filter_map(|r| self.brokers.get((start + p + r) % n).map(|b| b.node_id))
                     .collect();
-                Partition {
-                    leader: replicas.first().copied().unwrap_or(-1),
-                    leader_epoch: 0,
-                    isr: replicas.clone(),
-                    replicas,
-                }
+                Partition::new(replicas)
             })
             .collect();
-        self.topics.insert(name.to_string(), Topic { id, partitions: parts, configs });
+        self.insert_topic(name, id, parts, configs);
         id
     }
+
+    /// Inserts a topic with the given partitions and configs.
+    pub fn insert_topic(&mut self, name: &str, id: Uuid, partitions: Vec<Partition>, configs: BTreeMap<String, String>) {
+        let settings = configs::log_settings(&configs, &self.settings.broker_configs);
+        self.topics.insert(name.to_string(), Topic { id, partitions, configs, settings });
+    }
+
+    /// Replaces a topic's own configs and re-resolves its settings; false if no such topic.
+    pub fn set_topic_configs(&mut self, name: &str, configs: BTreeMap<String, String>) -> bool {
+        let settings = configs::log_settings(&configs, &self.settings.broker_configs);
+        match self.topics.get_mut(name) {
+            Some(t) => {
+                t.configs = configs;
+                t.settings = settings;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The name of the topic with id `id`.
+    pub fn topic_name_by_id(&self, id: Uuid) -> Option<&str> {
+        if id.is_zero() {
+            return None;
+        }
+        self.topics.iter().find(|(_, t)| t.id == id).map(|(n, _)| n.as_str())
+    }
+}
+
+/// What the state task decided about one request.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// Write this response.
+    Response(ResponseBody),
+    /// Write nothing (acks=0).
+    Silent,
+    /// Close the connection, logging the reason.
+    Close(String),
+    /// The API or version is not implemented: close the connection.
+    NotImplemented,
+}
+
+/// A reply and how long the connection waits before acting on it (injected latency).
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub reply: Reply,
+    pub delay: Duration,
 }
 
 /// What connection tasks and the cluster handle send to the state task.
 pub(crate) enum Command {
     /// A decoded request from a client of `broker`.
-    Request {
-        broker: i32,
-        header: RequestHeader,
-        version: i16,
-        body: Box<RequestBody>,
-        reply: oneshot::Sender<Option<ResponseBody>>,
-    },
+    Request(Pending),
     /// In-process access to the state (the test API).
     Run(Box<dyn FnOnce(&mut State) + Send>),
+}
+
+/// A request waiting for its answer.
+pub(crate) struct Pending {
+    pub broker: i32,
+    pub header: RequestHeader,
+    pub version: i16,
+    pub body: Box<RequestBody>,
+    pub reply: oneshot::Sender<Delivery>,
+    /// For a parked request: when it must be answered.
+    pub deadline: Option<Instant>,
 }
 
 /// Configures and starts a [`Cluster`].
@@ -141,6 +219,7 @@ impl Default for ClusterBuilder {
                 auto_create_topics: true,
                 broker_configs: BTreeMap::new(),
                 max_frame_size: kafka_protocol::frame::DEFAULT_MAX_FRAME_SIZE,
+                housekeeping_interval: Duration::from_millis(1000),
             },
             cluster_id: "kafka-sdk-bundled".into(),
         }
@@ -206,6 +285,11 @@ impl ClusterBuilder {
                     self.settings.max_frame_size = n;
                 }
             }
+            "log.retention.check.interval.ms" => {
+                if let Ok(n) = value.parse::<u64>() {
+                    self.settings.housekeeping_interval = Duration::from_millis(n.max(1));
+                }
+            }
             _ => {}
         }
         self.settings.broker_configs.insert(key, value);
@@ -246,6 +330,9 @@ impl ClusterBuilder {
             topics: BTreeMap::new(),
             settings: settings.clone(),
             next_topic_id: 0,
+            data_version: 0,
+            clock_offset_ms: 0,
+            next_producer_id: 1000,
         };
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -267,14 +354,96 @@ impl ClusterBuilder {
 }
 
 async fn run_state(mut state: State, mut rx: mpsc::Receiver<Command>) {
-    while let Some(cmd) = rx.recv().await {
-        match cmd {
-            Command::Request { broker, header, version, body, reply } => {
-                let response = handlers::handle(&mut state, broker, &header, version, *body);
-                // The connection may be gone; its response is simply dropped.
-                let _ = reply.send(response);
+    let mut parked: Vec<Pending> = Vec::new();
+    let mut housekeeping = tokio::time::interval(state.settings.housekeeping_interval);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let next_deadline = parked.iter().filter_map(|p| p.deadline).min();
+        tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                let version_before = state.data_version;
+                match cmd {
+                    Command::Request(pending) => {
+                        if let Some(p) = state.process(pending, false) {
+                            parked.push(p);
+                        }
+                    }
+                    Command::Run(f) => f(&mut state),
+                }
+                if state.data_version != version_before && !parked.is_empty() {
+                    // New data: every waiting fetch looks again.
+                    for p in std::mem::take(&mut parked) {
+                        if let Some(p) = state.process(p, false) {
+                            parked.push(p);
+                        }
+                    }
+                }
             }
-            Command::Run(f) => f(&mut state),
+            () = sleep_until(next_deadline) => {
+                let now = Instant::now();
+                for p in std::mem::take(&mut parked) {
+                    let due = p.deadline.is_some_and(|d| d <= now);
+                    if let Some(p) = state.process(p, due) {
+                        parked.push(p);
+                    }
+                }
+            }
+            _ = housekeeping.tick() => state.housekeeping(),
+        }
+        // A client that went away no longer waits.
+        parked.retain(|p| !p.reply.is_closed());
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl State {
+    /// The cluster clock: the system clock plus whatever tests advanced it by.
+    pub fn now_ms(&self) -> i64 {
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        system.saturating_add(self.clock_offset_ms)
+    }
+
+    /// Runs one request; returns it back if it has to wait (a parked fetch).
+    fn process(&mut self, pending: Pending, final_attempt: bool) -> Option<Pending> {
+        let ctx = handlers::Ctx {
+            broker: pending.broker,
+            header: &pending.header,
+            version: pending.version,
+            now_ms: self.now_ms(),
+            final_attempt,
+        };
+        let handled = handlers::handle(self, ctx, &pending.body);
+        let reply = match handled {
+            handlers::Handled::Respond(body) => Reply::Response(body),
+            handlers::Handled::Silent => Reply::Silent,
+            handlers::Handled::Close(reason) => Reply::Close(reason),
+            handlers::Handled::NotImplemented => Reply::NotImplemented,
+            handlers::Handled::Park(deadline) => {
+                return Some(Pending { deadline: Some(pending.deadline.unwrap_or(deadline)), ..pending });
+            }
+        };
+        // The connection may be gone; its response is simply dropped.
+        let _ = pending.reply.send(Delivery { reply, delay: Duration::ZERO });
+        None
+    }
+
+    /// Background work: retention and compaction of every partition.
+    pub fn housekeeping(&mut self) {
+        let now = self.now_ms();
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                p.log.apply_retention(&topic.settings, now);
+                p.log.compact(&topic.settings, now);
+            }
         }
     }
 }
@@ -305,9 +474,11 @@ pub struct Cluster {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Command::Request { broker, header, .. } => {
-                write!(f, "Request(broker {broker}, api {}, v{})", header.request_api_key, header.request_api_version)
-            }
+            Command::Request(p) => write!(
+                f,
+                "Request(broker {}, api {}, v{})",
+                p.broker, p.header.request_api_key, p.header.request_api_version
+            ),
             Command::Run(_) => f.write_str("Run"),
         }
     }

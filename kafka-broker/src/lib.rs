@@ -24,8 +24,10 @@
 //! ```
 
 mod cluster;
+mod configs;
 mod error;
 mod handlers;
+mod log;
 mod server;
 
 pub use cluster::{Cluster, ClusterBuilder};

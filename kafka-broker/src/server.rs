@@ -7,13 +7,13 @@
 
 use bytes::BytesMut;
 use kafka_protocol::frame::{self, FrameDecoder};
-use kafka_protocol::messages::{ApiKey, ResponseBody};
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ProtocolError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::Command;
+use crate::cluster::{Command, Delivery, Pending, Reply};
 use crate::handlers;
 
 pub(crate) async fn accept_loop(
@@ -57,6 +57,8 @@ enum ConnectionEnd {
     Request { api_key: i16, version: i16, error: ProtocolError },
     #[error("api {api_key} v{version} is not implemented by the bundled broker")]
     NotImplemented { api_key: i16, version: i16 },
+    #[error("{0}")]
+    Closed(String),
     #[error("broker shutting down")]
     Shutdown,
 }
@@ -94,16 +96,30 @@ async fn serve(
         match frame::decode_request(frame) {
             Ok(req) => {
                 let (reply, rx) = oneshot::channel();
-                let cmd =
-                    Command::Request { broker: node_id, header: req.header, version, body: Box::new(req.body), reply };
+                let cmd = Command::Request(Pending {
+                    broker: node_id,
+                    header: req.header,
+                    version,
+                    body: Box::new(req.body),
+                    reply,
+                    deadline: None,
+                });
                 if state.send(cmd).await.is_err() {
                     return Err(ConnectionEnd::Shutdown);
                 }
-                let Some(response): Option<ResponseBody> = rx.await.map_err(|_| ConnectionEnd::Shutdown)? else {
-                    return Err(ConnectionEnd::NotImplemented { api_key, version });
-                };
-                frame::encode_response_body(&mut out, correlation_id, &response, version)
-                    .map_err(|error| ConnectionEnd::Request { api_key, version, error })?;
+                let delivery: Delivery = rx.await.map_err(|_| ConnectionEnd::Shutdown)?;
+                if !delivery.delay.is_zero() {
+                    tokio::time::sleep(delivery.delay).await;
+                }
+                match delivery.reply {
+                    Reply::Response(response) => {
+                        frame::encode_response_body(&mut out, correlation_id, &response, version)
+                            .map_err(|error| ConnectionEnd::Request { api_key, version, error })?;
+                    }
+                    Reply::Silent => continue,
+                    Reply::Close(reason) => return Err(ConnectionEnd::Closed(reason)),
+                    Reply::NotImplemented => return Err(ConnectionEnd::NotImplemented { api_key, version }),
+                }
             }
             Err(error) => {
                 // ApiVersions at a version this broker does not know is answered in the v0

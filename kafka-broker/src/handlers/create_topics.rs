@@ -9,45 +9,10 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::primitives::Uuid;
 use kafka_protocol::ErrorCode;
 
-use crate::cluster::{Partition, State, Topic};
+use crate::cluster::{Partition, State};
 
 pub(crate) const MIN_VERSION: i16 = 0;
 pub(crate) const MAX_VERSION: i16 = 7;
-
-/// Topic configs Kafka defines (`TopicConfig`); anything else is INVALID_CONFIG, as in Kafka.
-pub(crate) const TOPIC_CONFIGS: &[&str] = &[
-    "cleanup.policy",
-    "compression.type",
-    "delete.retention.ms",
-    "file.delete.delay.ms",
-    "flush.messages",
-    "flush.ms",
-    "follower.replication.throttled.replicas",
-    "index.interval.bytes",
-    "leader.replication.throttled.replicas",
-    "local.retention.bytes",
-    "local.retention.ms",
-    "max.compaction.lag.ms",
-    "max.message.bytes",
-    "message.downconversion.enable",
-    "message.format.version",
-    "message.timestamp.after.max.ms",
-    "message.timestamp.before.max.ms",
-    "message.timestamp.difference.max.ms",
-    "message.timestamp.type",
-    "min.cleanable.dirty.ratio",
-    "min.compaction.lag.ms",
-    "min.insync.replicas",
-    "preallocate",
-    "remote.storage.enable",
-    "retention.bytes",
-    "retention.ms",
-    "segment.bytes",
-    "segment.index.bytes",
-    "segment.jitter.ms",
-    "segment.ms",
-    "unclean.leader.election.enable",
-];
 
 /// Kafka's topic name rule: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub(crate) fn validate_topic_name(name: &str) -> Result<(), (ErrorCode, String)> {
@@ -76,12 +41,9 @@ fn validate_new_name(state: &State, name: &str) -> Result<(), (ErrorCode, String
     Ok(())
 }
 
-/// The last check before creating: every config is one Kafka defines.
+/// The last check before creating: every config is one Kafka defines, with a legal value.
 fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), (ErrorCode, String)> {
-    match configs.keys().find(|k| !TOPIC_CONFIGS.contains(&k.as_str())) {
-        Some(key) => Err((ErrorCode::InvalidConfig, format!("Unknown topic config name: {key}"))),
-        None => Ok(()),
-    }
+    configs.iter().try_for_each(|(k, v)| crate::configs::validate(k, v))
 }
 
 /// What a successful creation produced.
@@ -188,14 +150,9 @@ fn create_assigned(
     let id = state.new_topic_id();
     let parts = assignment
         .iter()
-        .map(|r| Partition {
-            leader: r.first().copied().unwrap_or(-1),
-            leader_epoch: 0,
-            replicas: r.to_vec(),
-            isr: r.to_vec(),
-        })
+        .map(|r| Partition::new(r.to_vec()))
         .collect();
-    state.topics.insert(topic.name.clone(), Topic { id, partitions: parts, configs });
+    state.insert_topic(&topic.name, id, parts, configs);
     Ok(Created { id, partitions, replication_factor })
 }
 

@@ -5,6 +5,8 @@ pub(crate) mod api_versions;
 pub(crate) mod create_topics;
 pub(crate) mod metadata;
 
+use std::time::Instant;
+
 use kafka_protocol::messages::{ApiKey, RequestBody, RequestHeader, ResponseBody};
 
 use crate::cluster::State;
@@ -23,23 +25,52 @@ pub(crate) fn supports(api: ApiKey, version: i16) -> bool {
     SUPPORTED.iter().any(|(k, min, max)| *k == api && (*min..=*max).contains(&version))
 }
 
-/// Handles one request. `None` means the API is not implemented: the connection is closed
-/// with a logged reason, as Kafka closes connections that send requests it cannot serve
-/// (answering with a default body would tell the client it succeeded).
-pub(crate) fn handle(
-    state: &mut State,
-    _broker: i32,
-    _header: &RequestHeader,
-    version: i16,
-    body: RequestBody,
-) -> Option<ResponseBody> {
-    if !supports(body.api_key(), version) {
-        return None;
+/// What a handler decided.
+#[derive(Debug)]
+pub(crate) enum Handled {
+    /// Send this response.
+    Respond(ResponseBody),
+    /// Send nothing (a Produce with acks=0 that succeeded).
+    Silent,
+    /// Close the connection with this reason (a Produce with acks=0 that failed: Kafka's
+    /// only way to tell such a producer).
+    Close(String),
+    /// Not answerable yet (a Fetch waiting for `min_bytes`): run the request again when data
+    /// arrives, and for the last time at the deadline.
+    Park(Instant),
+    /// The API or version is not implemented.
+    NotImplemented,
+}
+
+impl From<ResponseBody> for Handled {
+    fn from(body: ResponseBody) -> Self {
+        Handled::Respond(body)
     }
-    Some(match body {
-        RequestBody::ApiVersions(r) => api_versions::handle(state, version, r).into(),
-        RequestBody::Metadata(r) => metadata::handle(state, version, r).into(),
-        RequestBody::CreateTopics(r) => create_topics::handle(state, version, r).into(),
-        _ => return None,
-    })
+}
+
+/// One request as the state task sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    /// The node id of the broker the client is connected to.
+    pub broker: i32,
+    pub header: &'a RequestHeader,
+    pub version: i16,
+    /// The cluster clock (milliseconds since the epoch).
+    pub now_ms: i64,
+    /// A parked request's deadline has passed: answer with what there is.
+    pub final_attempt: bool,
+}
+
+/// Handles one request.
+pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Handled {
+    let version = ctx.version;
+    if !supports(body.api_key(), version) {
+        return Handled::NotImplemented;
+    }
+    match body {
+        RequestBody::ApiVersions(r) => ResponseBody::from(api_versions::handle(state, version, r.clone())).into(),
+        RequestBody::Metadata(r) => ResponseBody::from(metadata::handle(state, version, r.clone())).into(),
+        RequestBody::CreateTopics(r) => ResponseBody::from(create_topics::handle(state, version, r.clone())).into(),
+        _ => Handled::NotImplemented,
+    }
 }

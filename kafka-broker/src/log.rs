@@ -1,0 +1,625 @@
+//! One partition's log: record batches kept in wire form, offsets assigned by patching each
+//! batch's header in place, the producer state that makes idempotent retries safe, and the
+//! retention and compaction that trim the log.
+//!
+//! Replication is simulated (one log per partition), so the high watermark is the log end
+//! offset; the last stable offset equals it until transactions arrive.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::compression::DEFAULT_DECOMPRESS_LIMIT;
+use kafka_protocol::records::{
+    self, BatchOptions, Header, ProducerState, RecordBatch, RecordBatchBuilder, TimestampType,
+};
+use kafka_protocol::ErrorCode;
+
+use crate::configs::LogSettings;
+
+/// Batches the broker remembers per producer and partition for duplicate detection (Kafka's
+/// `NUM_BATCHES_TO_RETAIN`): hence a producer's max in-flight requests of 5.
+pub(crate) const PRODUCER_BATCHES_RETAINED: usize = 5;
+
+/// One batch in the log.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredBatch {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The largest timestamp in the batch (the append time on LogAppendTime topics).
+    pub max_timestamp: i64,
+    /// The broker's clock when the batch was appended.
+    pub append_time_ms: i64,
+    /// The segment the batch belongs to: retention deletes whole segments.
+    pub segment: u64,
+    /// The batch as it is served: header patched with offsets and leader epoch.
+    pub data: Bytes,
+}
+
+/// A batch a producer wrote, remembered for duplicate detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerBatch {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub timestamp: i64,
+}
+
+/// What the partition knows of one producer id.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<ProducerBatch>,
+    pub last_timestamp: i64,
+}
+
+impl ProducerEntry {
+    /// The last sequence written, -1 if none.
+    pub fn last_seq(&self) -> i32 {
+        self.batches.back().map_or(-1, |b| b.last_seq)
+    }
+}
+
+/// The outcome of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Appended {
+    pub base_offset: i64,
+    /// The append time on LogAppendTime topics, -1 otherwise.
+    pub log_append_time_ms: i64,
+    /// Whether the batch was a retry of one already in the log (nothing was written).
+    pub duplicate: bool,
+}
+
+/// A produce refused for one partition: the code and Kafka's message.
+pub(crate) type Refusal = (ErrorCode, String);
+
+/// What a read returned.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReadResult {
+    /// Whole batches, then possibly the first bytes of the next one (cut by the byte limit,
+    /// as Kafka's log slice is).
+    pub records: Bytes,
+    /// Whether any complete batch was returned.
+    pub complete_batches: usize,
+}
+
+/// A partition's log.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionLog {
+    batches: VecDeque<StoredBatch>,
+    log_start_offset: i64,
+    next_offset: i64,
+    size_bytes: usize,
+    segment: u64,
+    segment_bytes: usize,
+    segment_created_ms: i64,
+    /// Producer id -> state, for idempotence.
+    pub producers: HashMap<i64, ProducerEntry>,
+}
+
+impl PartitionLog {
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The offset the next record gets (log end offset).
+    pub fn log_end_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// The high watermark: every appended record is "replicated" at once.
+    pub fn high_watermark(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// The last stable offset (no transactions yet: the high watermark).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Bytes of stored batches.
+    pub fn size_bytes(&self) -> usize {
+        self.size_bytes
+    }
+
+    /// The stored batches, oldest first.
+    pub fn batches(&self) -> impl Iterator<Item = &StoredBatch> {
+        self.batches.iter()
+    }
+
+    /// Validates a batch from a producer and appends it, or recognizes it as a retry.
+    ///
+    /// `data` must hold exactly one record batch (the produce handler checked the count).
+    pub fn append(
+        &mut self,
+        data: &Bytes,
+        settings: &LogSettings,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<Appended, Refusal> {
+        let (batch, records_max_ts) = validate(data, settings, now_ms)?;
+        let h = batch.header();
+        let count = h.record_count;
+        let idempotent = h.producer_id >= 0;
+        if idempotent {
+            if let Some(dup) = self.check_sequence(h.producer_id, h.producer_epoch, h.base_sequence, count)? {
+                return Ok(Appended { base_offset: dup.base_offset, log_append_time_ms: -1, duplicate: true });
+            }
+        }
+        let base_offset = self.next_offset;
+        let mut buf = BytesMut::from(&data[..]);
+        let patch = |e: kafka_protocol::ProtocolError| (ErrorCode::CorruptMessage, e.to_string());
+        records::set_base_offset(&mut buf, base_offset).map_err(patch)?;
+        records::set_partition_leader_epoch(&mut buf, leader_epoch).map_err(patch)?;
+        let mut log_append_time_ms = -1;
+        let mut max_timestamp = records_max_ts;
+        if settings.log_append_time {
+            records::set_log_append_time(&mut buf, now_ms).map_err(patch)?;
+            log_append_time_ms = now_ms;
+            max_timestamp = now_ms;
+        }
+        let last_offset = base_offset + i64::from(count.max(1)) - 1;
+        self.push(StoredBatch {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            append_time_ms: now_ms,
+            segment: 0,
+            data: buf.freeze(),
+        }, settings);
+        if idempotent {
+            let entry = self.producers.entry(h.producer_id).or_default();
+            if entry.epoch != h.producer_epoch {
+                entry.batches.clear();
+            }
+            entry.epoch = h.producer_epoch;
+            entry.last_timestamp = max_timestamp;
+            entry.batches.push_back(ProducerBatch {
+                first_seq: h.base_sequence,
+                last_seq: last_seq(h.base_sequence, count),
+                base_offset,
+                last_offset,
+                timestamp: max_timestamp,
+            });
+            while entry.batches.len() > PRODUCER_BATCHES_RETAINED {
+                entry.batches.pop_front();
+            }
+        }
+        Ok(Appended { base_offset, log_append_time_ms, duplicate: false })
+    }
+
+    /// Appends a batch built by the broker itself (control batches, compaction output).
+    pub fn push(&mut self, mut batch: StoredBatch, settings: &LogSettings) {
+        let roll = self.segment_bytes > 0
+            && (self.segment_bytes.saturating_add(batch.data.len()) > settings.segment_bytes.max(1) as usize
+                || batch.append_time_ms.saturating_sub(self.segment_created_ms) >= settings.segment_ms);
+        if roll || self.batches.is_empty() && self.segment_bytes == 0 {
+            if roll {
+                self.segment += 1;
+            }
+            self.segment_bytes = 0;
+            self.segment_created_ms = batch.append_time_ms;
+        }
+        batch.segment = self.segment;
+        self.segment_bytes += batch.data.len();
+        self.size_bytes += batch.data.len();
+        self.next_offset = batch.last_offset + 1;
+        self.batches.push_back(batch);
+    }
+
+    /// Checks a producer's epoch and sequence (Kafka's `ProducerAppendInfo`): `Ok(Some)` is a
+    /// retry of a batch already written, `Ok(None)` the next batch in sequence.
+    fn check_sequence(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        count: i32,
+    ) -> Result<Option<ProducerBatch>, Refusal> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            // Nothing known of this producer here: a first batch starts at 0. Anything else
+            // means the broker lost (or never had) its state, as after a restart with the
+            // producer's batches deleted: the producer must reset (KIP-360).
+            if first_seq != 0 {
+                return Err((
+                    ErrorCode::UnknownProducerId,
+                    format!("Found no record of producerId={producer_id} on the broker; it must have expired or been lost. Sequence {first_seq} cannot start a producer's history."),
+                ));
+            }
+            return Ok(None);
+        };
+        if epoch < entry.epoch {
+            return Err((
+                ErrorCode::InvalidProducerEpoch,
+                format!("Epoch of producer {producer_id} is {epoch}, which is smaller than the last seen epoch {}", entry.epoch),
+            ));
+        }
+        if epoch > entry.epoch {
+            if first_seq != 0 {
+                return Err((
+                    ErrorCode::OutOfOrderSequenceNumber,
+                    format!("Invalid sequence number for new epoch of producer {producer_id} at epoch {epoch}: {first_seq} (request epoch), 0 (expected)"),
+                ));
+            }
+            return Ok(None);
+        }
+        let last = last_seq(first_seq, count);
+        if let Some(dup) = entry.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last) {
+            return Ok(Some(*dup));
+        }
+        let current = entry.last_seq();
+        let expected = if current == i32::MAX { 0 } else { current + 1 };
+        if first_seq != expected {
+            return Err((
+                ErrorCode::OutOfOrderSequenceNumber,
+                format!("Out of order sequence number for producer {producer_id} at offset {} in partition: {first_seq} (incoming seq. number), {current} (current end sequence number)", self.next_offset),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Index of the batch holding `offset`, or of the first batch after it.
+    fn batch_index(&self, offset: i64) -> usize {
+        self.batches.partition_point(|b| b.last_offset < offset)
+    }
+
+    /// Reads from `offset` up to `max_bytes` (but at least one whole batch when
+    /// `min_one_batch`, KIP-74), not past `upper` (the high watermark or last stable offset).
+    /// The caller checked that `offset` is within the log.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool, upper: i64) -> ReadResult {
+        let mut idx = self.batch_index(offset);
+        let mut parts: Vec<&Bytes> = Vec::new();
+        let mut total = 0usize;
+        let mut tail: Option<Bytes> = None;
+        while let Some(b) = self.batches.get(idx) {
+            if b.base_offset >= upper {
+                break;
+            }
+            let len = b.data.len();
+            if total + len > max_bytes && !(min_one_batch && parts.is_empty()) {
+                // Kafka slices the log by bytes: the response ends with the start of the batch
+                // that did not fit. Clients skip it.
+                let room = max_bytes.saturating_sub(total);
+                if room > 0 {
+                    tail = Some(b.data.slice(..room.min(len)));
+                }
+                break;
+            }
+            parts.push(&b.data);
+            total += len;
+            idx += 1;
+        }
+        let complete_batches = parts.len();
+        let records = match (parts.as_slice(), &tail) {
+            ([], None) => Bytes::new(),
+            ([one], None) => (*one).clone(),
+            ([], Some(t)) => t.clone(),
+            _ => {
+                let mut out = BytesMut::with_capacity(total + tail.as_ref().map_or(0, Bytes::len));
+                for p in &parts {
+                    out.extend_from_slice(p);
+                }
+                if let Some(t) = &tail {
+                    out.extend_from_slice(t);
+                }
+                out.freeze()
+            }
+        };
+        ReadResult { records, complete_batches }
+    }
+
+    /// Bytes available to a fetch from `offset` below `upper`.
+    pub fn bytes_available(&self, offset: i64, upper: i64) -> usize {
+        let idx = self.batch_index(offset);
+        self.batches.range(idx..).take_while(|b| b.base_offset < upper).map(|b| b.data.len()).sum()
+    }
+
+    /// The earliest offset whose timestamp is at least `timestamp`, with that timestamp
+    /// (ListOffsets by time); `None` if every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Option<(i64, i64)> {
+        let b = self.batches.iter().find(|b| b.max_timestamp >= timestamp)?;
+        if let Ok(batch) = RecordBatch::from_bytes(b.data.clone()) {
+            let append_time = batch.header().timestamp_type() == TimestampType::LogAppendTime;
+            if append_time {
+                return Some((b.base_offset.max(self.log_start_offset), batch.header().max_timestamp));
+            }
+            if let Ok(recs) = batch.records(DEFAULT_DECOMPRESS_LIMIT) {
+                for r in recs.iter().flatten() {
+                    if r.timestamp() >= timestamp && r.offset() >= self.log_start_offset {
+                        return Some((r.offset(), r.timestamp()));
+                    }
+                }
+            }
+        }
+        Some((b.base_offset.max(self.log_start_offset), b.max_timestamp))
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp (ListOffsets -3);
+    /// the earliest such record on ties.
+    pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        for b in &self.batches {
+            if best.is_some_and(|(_, ts)| b.max_timestamp <= ts) {
+                continue;
+            }
+            let mut found = (b.last_offset, b.max_timestamp);
+            if let Ok(batch) = RecordBatch::from_bytes(b.data.clone()) {
+                if batch.header().timestamp_type() == TimestampType::LogAppendTime {
+                    found = (b.base_offset, b.max_timestamp);
+                } else if let Ok(recs) = batch.records(DEFAULT_DECOMPRESS_LIMIT) {
+                    if let Some(r) = recs.iter().flatten().find(|r| r.timestamp() == b.max_timestamp) {
+                        found = (r.offset(), r.timestamp());
+                    }
+                }
+            }
+            best = Some(found);
+        }
+        best
+    }
+
+    /// Moves the log start offset to `offset` (DeleteRecords), dropping whole batches below
+    /// it. The caller checked `offset <= high watermark`.
+    pub fn delete_records_before(&mut self, offset: i64) {
+        if offset <= self.log_start_offset {
+            return;
+        }
+        self.log_start_offset = offset;
+        while self.batches.front().is_some_and(|b| b.last_offset < offset) {
+            if let Some(b) = self.batches.pop_front() {
+                self.size_bytes -= b.data.len();
+            }
+        }
+        if self.batches.is_empty() {
+            self.segment_bytes = 0;
+        }
+    }
+
+    /// Applies time and size retention: deletes whole segments, oldest first, whose newest
+    /// record is older than `retention_ms`, then while the log exceeds `retention_bytes` by at
+    /// least a whole segment. Returns the number of batches deleted.
+    pub fn apply_retention(&mut self, settings: &LogSettings, now_ms: i64) -> usize {
+        if !settings.delete {
+            return 0;
+        }
+        let mut deleted = 0;
+        loop {
+            let Some(first) = self.batches.front() else { break };
+            let seg = first.segment;
+            let (seg_bytes, seg_max_ts) = self
+                .batches
+                .iter()
+                .take_while(|b| b.segment == seg)
+                .fold((0usize, i64::MIN), |(n, ts), b| (n + b.data.len(), ts.max(b.max_timestamp)));
+            let expired = settings.retention_ms >= 0 && seg_max_ts < now_ms.saturating_sub(settings.retention_ms);
+            let too_big = settings.retention_bytes >= 0
+                && self.size_bytes.saturating_sub(seg_bytes) as i64 >= settings.retention_bytes;
+            if !expired && !too_big {
+                break;
+            }
+            while self.batches.front().is_some_and(|b| b.segment == seg) {
+                if let Some(b) = self.batches.pop_front() {
+                    self.size_bytes -= b.data.len();
+                    self.log_start_offset = self.log_start_offset.max(b.last_offset + 1);
+                    deleted += 1;
+                }
+            }
+        }
+        if self.batches.is_empty() {
+            self.log_start_offset = self.log_start_offset.max(self.next_offset);
+            self.segment_bytes = 0;
+        }
+        deleted
+    }
+
+    /// Compacts the log (cleanup.policy=compact): in every batch but the newest segment, keeps
+    /// only the newest record of each key, and drops tombstones (null values) once older than
+    /// `delete_retention_ms`. Offsets never change: batches are rewritten with the surviving
+    /// records at their original offsets, and empty batches disappear. Returns the number of
+    /// records removed.
+    pub fn compact(&mut self, settings: &LogSettings, now_ms: i64) -> usize {
+        if !settings.compact || self.batches.len() < 2 {
+            return 0;
+        }
+        let active = self.batches.back().map_or(0, |b| b.segment);
+        // Newest offset of every key in the whole log.
+        let mut newest: HashMap<Bytes, i64> = HashMap::new();
+        for b in &self.batches {
+            let Ok(batch) = RecordBatch::from_bytes(b.data.clone()) else { continue };
+            if batch.header().is_control() {
+                continue;
+            }
+            let Ok(recs) = batch.records(DEFAULT_DECOMPRESS_LIMIT) else { continue };
+            for r in recs.iter().flatten() {
+                if let Some(k) = r.key_bytes() {
+                    newest.insert(k, r.offset());
+                }
+            }
+        }
+        let mut removed = 0;
+        let mut kept: VecDeque<StoredBatch> = VecDeque::new();
+        let mut size = 0usize;
+        for b in std::mem::take(&mut self.batches) {
+            let old_enough = now_ms.saturating_sub(b.max_timestamp) >= settings.min_compaction_lag_ms;
+            if b.segment == active || !old_enough {
+                size += b.data.len();
+                kept.push_back(b);
+                continue;
+            }
+            match rewrite_compacted(&b, &newest, now_ms, settings.delete_retention_ms) {
+                Rewrite::Keep => {
+                    size += b.data.len();
+                    kept.push_back(b);
+                }
+                Rewrite::Replace(data, n) => {
+                    removed += n;
+                    let mut nb = b.clone();
+                    nb.data = data;
+                    size += nb.data.len();
+                    kept.push_back(nb);
+                }
+                Rewrite::Drop(n) => removed += n,
+            }
+        }
+        self.batches = kept;
+        self.size_bytes = size;
+        removed
+    }
+}
+
+enum Rewrite {
+    Keep,
+    Replace(Bytes, usize),
+    Drop(usize),
+}
+
+/// The last sequence of a batch of `count` records starting at `first` (wrapping at
+/// i32::MAX to 0, as Kafka's sequences do).
+fn last_seq(first: i32, count: i32) -> i32 {
+    let last = i64::from(first) + i64::from(count.max(1)) - 1;
+    if last > i64::from(i32::MAX) {
+        (last - i64::from(i32::MAX) - 1) as i32
+    } else {
+        last as i32
+    }
+}
+
+fn rewrite_compacted(b: &StoredBatch, newest: &HashMap<Bytes, i64>, now_ms: i64, delete_retention_ms: i64) -> Rewrite {
+    let Ok(batch) = RecordBatch::from_bytes(b.data.clone()) else { return Rewrite::Keep };
+    let h = batch.header().clone();
+    if h.is_control() {
+        return Rewrite::Keep;
+    }
+    let Ok(recs) = batch.records(DEFAULT_DECOMPRESS_LIMIT) else { return Rewrite::Keep };
+    let tombstone_expired = now_ms.saturating_sub(b.max_timestamp) >= delete_retention_ms;
+    let all: Vec<_> = recs.iter().flatten().collect();
+    let keep: Vec<_> = all
+        .iter()
+        .filter(|r| {
+            let latest = r.key_bytes().and_then(|k| newest.get(&k).copied()) == Some(r.offset());
+            latest && !(r.value().is_none() && tombstone_expired)
+        })
+        .collect();
+    if keep.len() == all.len() {
+        return Rewrite::Keep;
+    }
+    let removed = all.len() - keep.len();
+    if keep.is_empty() {
+        return Rewrite::Drop(removed);
+    }
+    // Rebuild with the surviving records, each at its own offset: the builder numbers records
+    // 0, 1, 2, ..., so each survivor goes into a batch of its own at its offset, which keeps
+    // offsets exact at the cost of some header bytes (Kafka keeps offset deltas instead).
+    let mut out = BytesMut::new();
+    for r in keep {
+        let options = BatchOptions {
+            compression: h.compression().unwrap_or(kafka_protocol::compression::Compression::None),
+            timestamp_type: h.timestamp_type(),
+            partition_leader_epoch: h.partition_leader_epoch,
+            base_offset: r.offset(),
+            ..BatchOptions::default()
+        };
+        let mut builder = RecordBatchBuilder::new(options);
+        let headers: Vec<(String, Option<Vec<u8>>)> = r
+            .headers()
+            .map(|hd| (hd.key_str().unwrap_or_default().to_string(), hd.value.map(<[u8]>::to_vec)))
+            .collect();
+        let hs: Vec<Header<'_>> = headers.iter().map(|(k, v)| Header::new(k, v.as_deref())).collect();
+        if builder.append(r.timestamp(), r.key(), r.value(), &hs).is_err() {
+            return Rewrite::Keep;
+        }
+        let state = ProducerState { producer_id: h.producer_id, producer_epoch: h.producer_epoch, base_sequence: -1 };
+        match builder.seal(state) {
+            Ok(sealed) => out.extend_from_slice(&sealed),
+            Err(_) => return Rewrite::Keep,
+        }
+    }
+    Rewrite::Replace(out.freeze(), removed)
+}
+
+/// Why a batch failed validation inside the record loop.
+enum Invalid {
+    Malformed(kafka_protocol::ProtocolError),
+    Refused(Refusal),
+}
+
+impl From<kafka_protocol::ProtocolError> for Invalid {
+    fn from(e: kafka_protocol::ProtocolError) -> Self {
+        Invalid::Malformed(e)
+    }
+}
+
+/// Checks a producer's batch (Kafka's `LogValidator`): size, structure, CRC, offset deltas,
+/// keys on compacted topics, timestamps against `message.timestamp.{before,after}.max.ms`.
+/// Returns the batch and its records' largest timestamp.
+fn validate(data: &Bytes, settings: &LogSettings, now_ms: i64) -> Result<(RecordBatch, i64), Refusal> {
+    if data.len() > settings.max_message_bytes.max(0) as usize {
+        return Err((
+            ErrorCode::MessageTooLarge,
+            format!(
+                "The request included a message larger than the max message size the server will accept: {} > {}",
+                data.len(),
+                settings.max_message_bytes
+            ),
+        ));
+    }
+    let batch = RecordBatch::from_bytes(data.clone()).map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+    batch.verify_crc().map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+    let h = batch.header();
+    if h.is_control() {
+        return Err((ErrorCode::InvalidRecord, "Clients are not allowed to write control records".into()));
+    }
+    if h.record_count < 1 || i64::from(h.last_offset_delta) != i64::from(h.record_count) - 1 {
+        return Err((
+            ErrorCode::InvalidRecord,
+            format!("Record count {} does not match last offset delta {}", h.record_count, h.last_offset_delta),
+        ));
+    }
+    let recs = batch.records(DEFAULT_DECOMPRESS_LIMIT).map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+    let base = h.base_offset;
+    let mut expected = base;
+    let mut max_ts = i64::MIN;
+    let (earliest, latest) = (
+        now_ms.saturating_sub(settings.timestamp_before_max_ms),
+        now_ms.saturating_add(settings.timestamp_after_max_ms),
+    );
+    let check_time = !settings.log_append_time;
+    let checked = recs.try_for_each(|r| {
+        if r.offset() != expected {
+            return Err(Invalid::Refused((
+                ErrorCode::InvalidRecord,
+                format!("Record offset delta {} is not the expected {}", r.offset() - base, expected - base),
+            )));
+        }
+        if settings.compact && r.key().is_none() {
+            return Err(Invalid::Refused((
+                ErrorCode::InvalidRecord,
+                "Compacted topic cannot accept message without key.".to_string(),
+            )));
+        }
+        let ts = r.timestamp();
+        if check_time && (ts < earliest || ts > latest) {
+            return Err(Invalid::Refused((
+                ErrorCode::InvalidTimestamp,
+                format!("Timestamp {ts} of message with offset {} is out of range.", expected - base),
+            )));
+        }
+        max_ts = max_ts.max(ts);
+        expected += 1;
+        Ok(())
+    });
+    match checked {
+        Ok(()) => {}
+        Err(Invalid::Refused(refusal)) => return Err(refusal),
+        Err(Invalid::Malformed(e)) => return Err((ErrorCode::CorruptMessage, e.to_string())),
+    }
+    if expected - base != i64::from(h.record_count) {
+        return Err((ErrorCode::CorruptMessage, "fewer records than the batch header claims".into()));
+    }
+    Ok((batch, max_ts))
+}
+
+/// Producer ids the partition currently remembers (DescribeProducers).
+pub(crate) fn describe_producers(log: &PartitionLog) -> BTreeMap<i64, ProducerEntry> {
+    log.producers.iter().map(|(id, e)| (*id, e.clone())).collect()
+}
