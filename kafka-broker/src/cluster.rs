@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 
 use kafka_protocol::messages::{RequestBody, RequestHeader, ResponseBody};
 use kafka_protocol::primitives::Uuid;
-use tokio::net::TcpListener;
 use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -76,6 +76,9 @@ pub(crate) struct Settings {
     pub max_frame_size: usize,
     /// How often retention and compaction run (`log.retention.check.interval.ms`).
     pub housekeeping_interval: Duration,
+    /// `replica.selector.class` is Kafka's RackAwareReplicaSelector: consumers that send a
+    /// rack are pointed at an in-sync replica in it (KIP-392).
+    pub rack_aware_replica_selector: bool,
 }
 
 /// Everything the state task owns.
@@ -93,6 +96,8 @@ pub(crate) struct State {
     pub clock_offset_ms: i64,
     /// The next producer id InitProducerId hands out.
     pub next_producer_id: i64,
+    /// Open fetch sessions (KIP-227).
+    pub fetch_sessions: handlers::fetch::Sessions,
 }
 
 impl State {
@@ -128,7 +133,13 @@ impl State {
     }
 
     /// Inserts a topic with the given partitions and configs.
-    pub fn insert_topic(&mut self, name: &str, id: Uuid, partitions: Vec<Partition>, configs: BTreeMap<String, String>) {
+    pub fn insert_topic(
+        &mut self,
+        name: &str,
+        id: Uuid,
+        partitions: Vec<Partition>,
+        configs: BTreeMap<String, String>,
+    ) {
         let settings = configs::log_settings(&configs, &self.settings.broker_configs);
         self.topics.insert(name.to_string(), Topic { id, partitions, configs, settings });
     }
@@ -203,6 +214,7 @@ pub struct ClusterBuilder {
     brokers: usize,
     host: String,
     ports: Option<Vec<u16>>,
+    racks: Vec<Option<String>>,
     settings: Settings,
     cluster_id: String,
 }
@@ -213,6 +225,7 @@ impl Default for ClusterBuilder {
             brokers: 1,
             host: "127.0.0.1".into(),
             ports: None,
+            racks: Vec::new(),
             settings: Settings {
                 default_partitions: 3,
                 default_replication_factor: -1,
@@ -220,6 +233,7 @@ impl Default for ClusterBuilder {
                 broker_configs: BTreeMap::new(),
                 max_frame_size: kafka_protocol::frame::DEFAULT_MAX_FRAME_SIZE,
                 housekeeping_interval: Duration::from_millis(1000),
+                rack_aware_replica_selector: false,
             },
             cluster_id: "kafka-sdk-bundled".into(),
         }
@@ -258,6 +272,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Each broker's rack (`broker.rack`), in node id order; brokers beyond the list have none.
+    /// With `broker_config("replica.selector.class", "...RackAwareReplicaSelector")`, consumers
+    /// that send a rack are pointed at a replica in it.
+    pub fn racks<S: Into<String>>(mut self, racks: impl IntoIterator<Item = S>) -> Self {
+        self.racks = racks.into_iter().map(|r| Some(r.into())).collect();
+        self
+    }
+
     /// The cluster id reported in Metadata.
     pub fn cluster_id(mut self, id: impl Into<String>) -> Self {
         self.cluster_id = id.into();
@@ -284,6 +306,9 @@ impl ClusterBuilder {
                 if let Ok(n) = value.parse() {
                     self.settings.max_frame_size = n;
                 }
+            }
+            "replica.selector.class" => {
+                self.settings.rack_aware_replica_selector = value.ends_with("RackAwareReplicaSelector");
             }
             "log.retention.check.interval.ms" => {
                 if let Ok(n) = value.parse::<u64>() {
@@ -316,7 +341,8 @@ impl ClusterBuilder {
                 TcpListener::bind(&addr).await.map_err(|source| BrokerError::Bind { addr: addr.clone(), source })?;
             let local = listener.local_addr().map_err(|source| BrokerError::Bind { addr, source })?;
             let node_id = i as i32 + 1;
-            brokers.push(BrokerInfo { node_id, host: self.host.clone(), port: local.port(), rack: None });
+            let rack = self.racks.get(i).cloned().flatten();
+            brokers.push(BrokerInfo { node_id, host: self.host.clone(), port: local.port(), rack });
             listeners.push((node_id, local, listener));
         }
         let mut settings = self.settings;
@@ -333,6 +359,7 @@ impl ClusterBuilder {
             data_version: 0,
             clock_offset_ms: 0,
             next_producer_id: 1000,
+            fetch_sessions: Default::default(),
         };
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -528,6 +555,29 @@ impl Cluster {
         .map_err(|(code, message)| BrokerError::Kafka { code, message })
     }
 
+    /// Creates a topic with topic configs by Kafka's names, e.g.
+    /// `[("cleanup.policy", "compact")]`, validated as CreateTopics validates them.
+    ///
+    /// # Errors
+    /// As [`Cluster::create_topic`], and INVALID_CONFIG for an unknown config or bad value.
+    pub async fn create_topic_with_configs(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(&str, &str)],
+    ) -> Result<(), BrokerError> {
+        let name = name.to_string();
+        let configs: BTreeMap<String, String> =
+            configs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        self.run(move |state| {
+            handlers::create_topics::create(state, &name, partitions, replication_factor, configs, false)
+        })
+        .await?
+        .map(|_created| ())
+        .map_err(|(code, message)| BrokerError::Kafka { code, message })
+    }
+
     /// A topic's configs as set at creation (Kafka's names; defaults are not listed).
     ///
     /// # Errors
@@ -540,6 +590,27 @@ impl Cluster {
                 message: "unknown topic".into(),
             }
         })
+    }
+
+    /// Moves the cluster clock forward by `ms` milliseconds, so retention, compaction and
+    /// timestamps can be tested without waiting. The clock never goes back.
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn advance_clock(&self, ms: u64) -> Result<(), BrokerError> {
+        self.run(move |state| {
+            state.clock_offset_ms = state.clock_offset_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+        })
+        .await
+    }
+
+    /// Runs retention and compaction on every partition now (they also run every
+    /// `log.retention.check.interval.ms`, 1 s by default here, 5 min in Kafka).
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn run_housekeeping(&self) -> Result<(), BrokerError> {
+        self.run(State::housekeeping).await
     }
 
     /// Stops every listener and connection, then the state task, and waits for all of them.

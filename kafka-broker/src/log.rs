@@ -5,7 +5,7 @@
 //! Replication is simulated (one log per partition), so the high watermark is the log end
 //! offset; the last stable offset equals it until transactions arrive.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::DEFAULT_DECOMPRESS_LIMIT;
@@ -95,6 +95,8 @@ pub(crate) struct PartitionLog {
     segment_created_ms: i64,
     /// Producer id -> state, for idempotence.
     pub producers: HashMap<i64, ProducerEntry>,
+    /// Leader epoch -> the first offset written in it (Kafka's leader epoch cache), ascending.
+    epochs: Vec<(i32, i64)>,
 }
 
 impl PartitionLog {
@@ -160,14 +162,17 @@ impl PartitionLog {
             max_timestamp = now_ms;
         }
         let last_offset = base_offset + i64::from(count.max(1)) - 1;
-        self.push(StoredBatch {
-            base_offset,
-            last_offset,
-            max_timestamp,
-            append_time_ms: now_ms,
-            segment: 0,
-            data: buf.freeze(),
-        }, settings);
+        self.push(
+            StoredBatch {
+                base_offset,
+                last_offset,
+                max_timestamp,
+                append_time_ms: now_ms,
+                segment: 0,
+                data: buf.freeze(),
+            },
+            settings,
+        );
         if idempotent {
             let entry = self.producers.entry(h.producer_id).or_default();
             if entry.epoch != h.producer_epoch {
@@ -202,6 +207,10 @@ impl PartitionLog {
             self.segment_created_ms = batch.append_time_ms;
         }
         batch.segment = self.segment;
+        let epoch = batch.data.get(12..16).and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(-1, i32::from_be_bytes);
+        if epoch >= 0 && self.epochs.last().map_or(true, |(e, _)| *e < epoch) {
+            self.epochs.push((epoch, batch.base_offset));
+        }
         self.segment_bytes += batch.data.len();
         self.size_bytes += batch.data.len();
         self.next_offset = batch.last_offset + 1;
@@ -232,7 +241,10 @@ impl PartitionLog {
         if epoch < entry.epoch {
             return Err((
                 ErrorCode::InvalidProducerEpoch,
-                format!("Epoch of producer {producer_id} is {epoch}, which is smaller than the last seen epoch {}", entry.epoch),
+                format!(
+                    "Epoch of producer {producer_id} is {epoch}, which is smaller than the last seen epoch {}",
+                    entry.epoch
+                ),
             ));
         }
         if epoch > entry.epoch {
@@ -257,6 +269,36 @@ impl PartitionLog {
             ));
         }
         Ok(None)
+    }
+
+    /// The leader epoch of the record at `offset` (-1 if unknown).
+    pub fn epoch_at(&self, offset: i64) -> i32 {
+        self.epochs.iter().rev().find(|(_, start)| *start <= offset).map_or(-1, |(e, _)| *e)
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer (`LeaderEpochFileCache.endOffsetFor`): for the
+    /// current epoch, the log end; for an older one, the largest epoch at most `epoch` and
+    /// the offset where the next epoch starts; `(-1, -1)` for an epoch newer than the current.
+    /// A leader records its epoch when it takes over, so `current_epoch` counts as started at
+    /// the log end if nothing was written in it yet.
+    pub fn end_offset_for_epoch(&self, epoch: i32, current_epoch: i32) -> (i32, i64) {
+        let mut cache = self.epochs.clone();
+        if cache.last().map_or(true, |(e, _)| *e < current_epoch) {
+            cache.push((current_epoch, self.next_offset));
+        }
+        if epoch < 0 {
+            return (-1, -1);
+        }
+        if cache.last().is_some_and(|(e, _)| *e == epoch) {
+            return (epoch, self.next_offset);
+        }
+        let Some((_, higher_start)) = cache.iter().find(|(e, _)| *e > epoch) else {
+            return (-1, -1);
+        };
+        match cache.iter().rev().find(|(e, _)| *e <= epoch) {
+            Some((floor, _)) => (*floor, *higher_start),
+            None => (epoch, *higher_start),
+        }
     }
 
     /// Index of the batch holding `offset`, or of the first batch after it.
@@ -307,12 +349,6 @@ impl PartitionLog {
             }
         };
         ReadResult { records, complete_batches }
-    }
-
-    /// Bytes available to a fetch from `offset` below `upper`.
-    pub fn bytes_available(&self, offset: i64, upper: i64) -> usize {
-        let idx = self.batch_index(offset);
-        self.batches.range(idx..).take_while(|b| b.base_offset < upper).map(|b| b.data.len()).sum()
     }
 
     /// The earliest offset whose timestamp is at least `timestamp`, with that timestamp
@@ -617,9 +653,4 @@ fn validate(data: &Bytes, settings: &LogSettings, now_ms: i64) -> Result<(Record
         return Err((ErrorCode::CorruptMessage, "fewer records than the batch header claims".into()));
     }
     Ok((batch, max_ts))
-}
-
-/// Producer ids the partition currently remembers (DescribeProducers).
-pub(crate) fn describe_producers(log: &PartitionLog) -> BTreeMap<i64, ProducerEntry> {
-    log.producers.iter().map(|(id, e)| (*id, e.clone())).collect()
 }

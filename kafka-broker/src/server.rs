@@ -55,6 +55,8 @@ enum ConnectionEnd {
     Frame(ProtocolError),
     #[error("undecodable request (api {api_key} v{version}): {error}")]
     Request { api_key: i16, version: i16, error: ProtocolError },
+    #[error("cannot encode the response (api {api_key} v{version}): {error}")]
+    Response { api_key: i16, version: i16, error: ProtocolError },
     #[error("api {api_key} v{version} is not implemented by the bundled broker")]
     NotImplemented { api_key: i16, version: i16 },
     #[error("{0}")]
@@ -114,7 +116,7 @@ async fn serve(
                 match delivery.reply {
                     Reply::Response(response) => {
                         frame::encode_response_body(&mut out, correlation_id, &response, version)
-                            .map_err(|error| ConnectionEnd::Request { api_key, version, error })?;
+                            .map_err(|error| ConnectionEnd::Response { api_key, version, error })?;
                     }
                     Reply::Silent => continue,
                     Reply::Close(reason) => return Err(ConnectionEnd::Closed(reason)),

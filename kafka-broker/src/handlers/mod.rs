@@ -3,13 +3,22 @@
 
 pub(crate) mod api_versions;
 pub(crate) mod create_topics;
+pub(crate) mod delete_records;
+pub(crate) mod describe_producers;
+pub(crate) mod fetch;
+pub(crate) mod init_producer_id;
+pub(crate) mod list_offsets;
 pub(crate) mod metadata;
+pub(crate) mod offset_for_leader_epoch;
+pub(crate) mod produce;
 
 use std::time::Instant;
 
 use kafka_protocol::messages::{ApiKey, RequestBody, RequestHeader, ResponseBody};
+use kafka_protocol::ErrorCode;
 
-use crate::cluster::State;
+use crate::cluster::{Partition, State};
+use crate::configs::LogSettings;
 
 /// The APIs this broker implements and the versions of each, exactly what ApiVersions
 /// advertises. A version outside these ranges is never sent by a client that read
@@ -18,6 +27,13 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, api_versions::MIN_VERSION, api_versions::MAX_VERSION),
     (ApiKey::Metadata, metadata::MIN_VERSION, metadata::MAX_VERSION),
     (ApiKey::CreateTopics, create_topics::MIN_VERSION, create_topics::MAX_VERSION),
+    (ApiKey::Produce, produce::MIN_VERSION, produce::MAX_VERSION),
+    (ApiKey::Fetch, fetch::MIN_VERSION, fetch::MAX_VERSION),
+    (ApiKey::ListOffsets, list_offsets::MIN_VERSION, list_offsets::MAX_VERSION),
+    (ApiKey::InitProducerId, init_producer_id::MIN_VERSION, init_producer_id::MAX_VERSION),
+    (ApiKey::DescribeProducers, describe_producers::MIN_VERSION, describe_producers::MAX_VERSION),
+    (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::MIN_VERSION, offset_for_leader_epoch::MAX_VERSION),
+    (ApiKey::DeleteRecords, delete_records::MIN_VERSION, delete_records::MAX_VERSION),
 ];
 
 /// Whether `version` of `api` is implemented.
@@ -64,13 +80,105 @@ pub(crate) struct Ctx<'a> {
 /// Handles one request.
 pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Handled {
     let version = ctx.version;
+    // Versions Kafka 4 removed get Kafka's error answer rather than a closed connection.
+    match body {
+        RequestBody::Produce(r) if version < produce::MIN_VERSION => return produce::handle(state, ctx, r),
+        RequestBody::Fetch(r) if version < fetch::MIN_VERSION => return fetch::handle(state, ctx, r),
+        RequestBody::ListOffsets(r) if version < list_offsets::MIN_VERSION => {
+            return list_offsets::handle(state, ctx, r)
+        }
+        _ => {}
+    }
     if !supports(body.api_key(), version) {
         return Handled::NotImplemented;
     }
     match body {
+        RequestBody::Produce(r) => produce::handle(state, ctx, r),
+        RequestBody::Fetch(r) => fetch::handle(state, ctx, r),
+        RequestBody::ListOffsets(r) => list_offsets::handle(state, ctx, r),
+        RequestBody::InitProducerId(r) => ResponseBody::from(init_producer_id::handle(state, version, r)).into(),
+        RequestBody::DescribeProducers(r) => ResponseBody::from(describe_producers::handle(state, ctx, r)).into(),
+        RequestBody::OffsetForLeaderEpoch(r) => {
+            ResponseBody::from(offset_for_leader_epoch::handle(state, ctx, r)).into()
+        }
+        RequestBody::DeleteRecords(r) => delete_records::handle(state, ctx, r),
         RequestBody::ApiVersions(r) => ResponseBody::from(api_versions::handle(state, version, r.clone())).into(),
         RequestBody::Metadata(r) => ResponseBody::from(metadata::handle(state, version, r.clone())).into(),
         RequestBody::CreateTopics(r) => ResponseBody::from(create_topics::handle(state, version, r.clone())).into(),
         _ => Handled::NotImplemented,
     }
+}
+
+/// Why a partition-level request cannot be served here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PartitionError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The current leader and its epoch, when the client asked the wrong broker.
+    pub leader: Option<(i32, i32)>,
+}
+
+impl PartitionError {
+    fn new(code: ErrorCode, message: String) -> Self {
+        PartitionError { code, message, leader: None }
+    }
+}
+
+/// Checks a client's `current_leader_epoch` (-1: no check) against the partition's (KIP-320).
+pub(crate) fn check_leader_epoch(partition: &Partition, current_leader_epoch: i32) -> Result<(), PartitionError> {
+    if current_leader_epoch < 0 || current_leader_epoch == partition.leader_epoch {
+        return Ok(());
+    }
+    let code = if current_leader_epoch < partition.leader_epoch {
+        ErrorCode::FencedLeaderEpoch
+    } else {
+        ErrorCode::UnknownLeaderEpoch
+    };
+    Err(PartitionError {
+        code,
+        message: format!(
+            "The request's leader epoch {current_leader_epoch} does not match the current leader epoch {}",
+            partition.leader_epoch
+        ),
+        leader: Some((partition.leader, partition.leader_epoch)),
+    })
+}
+
+/// The partition `topic`-`index` if `broker` leads it, with its topic's log settings.
+pub(crate) fn leader_partition<'a>(
+    state: &'a mut State,
+    broker: i32,
+    topic: &str,
+    index: i32,
+    current_leader_epoch: i32,
+) -> Result<(LogSettings, &'a mut Partition), PartitionError> {
+    let (settings, partition) = find_partition(state, topic, index)?;
+    if partition.leader != broker {
+        let code = if partition.leader < 0 { ErrorCode::LeaderNotAvailable } else { ErrorCode::NotLeaderOrFollower };
+        return Err(PartitionError {
+            code,
+            message: format!("This server is not the leader for partition {topic}-{index}"),
+            leader: Some((partition.leader, partition.leader_epoch)),
+        });
+    }
+    check_leader_epoch(partition, current_leader_epoch)?;
+    Ok((settings, partition))
+}
+
+/// The partition `topic`-`index` with its topic's log settings, wherever it is led.
+pub(crate) fn find_partition<'a>(
+    state: &'a mut State,
+    topic: &str,
+    index: i32,
+) -> Result<(LogSettings, &'a mut Partition), PartitionError> {
+    let unknown = || {
+        PartitionError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("This server does not host this topic-partition: {topic}-{index}"),
+        )
+    };
+    let t = state.topics.get_mut(topic).ok_or_else(unknown)?;
+    let settings = t.settings.clone();
+    let partition = usize::try_from(index).ok().and_then(|i| t.partitions.get_mut(i)).ok_or_else(unknown)?;
+    Ok((settings, partition))
 }

@@ -1,0 +1,255 @@
+//! Produce (key 0), versions 3-11: magic 2 record batches only, as in Kafka 4 (KIP-896); v0-2
+//! get UNSUPPORTED_VERSION for every partition. acks 0, 1 and all (against
+//! `min.insync.replicas` and the simulated ISR), batch validation, idempotent producers,
+//! leader hints for misdirected batches (KIP-951, v10+).
+
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::records::RecordSetIter;
+use kafka_protocol::ErrorCode;
+
+use super::{leader_partition, Ctx, Handled};
+use crate::cluster::State;
+
+/// Oldest version served; older ones carry magic 0/1 messages, which Kafka 4 no longer takes.
+pub(crate) const MIN_VERSION: i16 = 3;
+pub(crate) const MAX_VERSION: i16 = 11;
+
+fn refused(index: i32, code: ErrorCode, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse {
+        index,
+        error_code: code.code(),
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+        error_message: message,
+        current_leader: LeaderIdAndEpoch { leader_id: -1, leader_epoch: -1, ..Default::default() },
+        ..Default::default()
+    }
+}
+
+/// Answers a Produce at a version below [`MIN_VERSION`]: every partition UNSUPPORTED_VERSION.
+pub(crate) fn unsupported(req: &ProduceRequest) -> ProduceResponse {
+    ProduceResponse {
+        responses: req
+            .topic_data
+            .iter()
+            .map(|t| TopicProduceResponse {
+                name: t.name.clone(),
+                partition_responses: t
+                    .partition_data
+                    .iter()
+                    .map(|p| refused(p.index, ErrorCode::UnsupportedVersion, None))
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ProduceRequest) -> Handled {
+    if ctx.version < MIN_VERSION {
+        return Handled::Respond(unsupported(req).into());
+    }
+    let acks = req.acks;
+    let mut any_error: Option<String> = None;
+    let mut leaders_named: Vec<i32> = Vec::new();
+    let mut appended = false;
+    let responses = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            let partition_responses = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    let result = produce_one(
+                        state,
+                        ctx,
+                        acks,
+                        req.transactional_id.as_deref(),
+                        &t.name,
+                        p.index,
+                        p.records.as_ref(),
+                    );
+                    match result {
+                        Ok(r) => {
+                            appended |= !r.duplicate;
+                            PartitionProduceResponse {
+                                index: p.index,
+                                error_code: 0,
+                                base_offset: r.base_offset,
+                                log_append_time_ms: r.log_append_time_ms,
+                                log_start_offset: r.log_start_offset,
+                                error_message: None,
+                                current_leader: LeaderIdAndEpoch {
+                                    leader_id: -1,
+                                    leader_epoch: -1,
+                                    ..Default::default()
+                                },
+                                ..Default::default()
+                            }
+                        }
+                        Err(e) => {
+                            any_error.get_or_insert_with(|| format!("{}-{}: {}", t.name, p.index, e.message));
+                            let message = (ctx.version >= 8).then_some(e.message);
+                            let mut resp = refused(p.index, e.code, message);
+                            if let (Some((leader, epoch)), true) = (e.leader, ctx.version >= 10) {
+                                resp.current_leader.leader_id = leader;
+                                resp.current_leader.leader_epoch = epoch;
+                                if leader >= 0 && !leaders_named.contains(&leader) {
+                                    leaders_named.push(leader);
+                                }
+                            }
+                            resp
+                        }
+                    }
+                })
+                .collect();
+            TopicProduceResponse { name: t.name.clone(), partition_responses, ..Default::default() }
+        })
+        .collect();
+    if appended {
+        state.data_version += 1;
+    }
+    if acks == 0 {
+        // Kafka tells an acks=0 producer about a failure the only way it can: by closing the
+        // connection, so that the producer refreshes its metadata.
+        return match any_error {
+            Some(reason) => Handled::Close(format!("acks=0 produce failed: {reason}")),
+            None => Handled::Silent,
+        };
+    }
+    let node_endpoints = if ctx.version >= 10 {
+        state
+            .brokers
+            .iter()
+            .filter(|b| leaders_named.contains(&b.node_id))
+            .map(|b| NodeEndpoint {
+                node_id: b.node_id,
+                host: b.host.clone(),
+                port: i32::from(b.port),
+                rack: b.rack.clone(),
+                ..Default::default()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Handled::Respond(ProduceResponse { responses, throttle_time_ms: 0, node_endpoints, ..Default::default() }.into())
+}
+
+struct Produced {
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+    duplicate: bool,
+}
+
+struct Failure {
+    code: ErrorCode,
+    message: String,
+    /// The current leader, for NOT_LEADER_OR_FOLLOWER (KIP-951).
+    leader: Option<(i32, i32)>,
+}
+
+impl From<(ErrorCode, String)> for Failure {
+    fn from((code, message): (ErrorCode, String)) -> Self {
+        Failure { code, message, leader: None }
+    }
+}
+
+fn produce_one(
+    state: &mut State,
+    ctx: Ctx<'_>,
+    acks: i16,
+    transactional_id: Option<&str>,
+    topic: &str,
+    index: i32,
+    records: Option<&bytes::Bytes>,
+) -> Result<Produced, Failure> {
+    if !matches!(acks, -1 | 0 | 1) {
+        return Err((ErrorCode::InvalidRequiredAcks, format!("Invalid required acks {acks}")).into());
+    }
+    let (settings, partition) = leader_partition(state, ctx.broker, topic, index, -1).map_err(|e| Failure {
+        code: e.code,
+        message: e.message,
+        leader: e.leader,
+    })?;
+    let data = records.cloned().unwrap_or_default();
+    // Exactly one magic 2 batch per partition (Kafka's ProduceRequest.validateRecords).
+    let mut entries = RecordSetIter::new(data.clone());
+    let first =
+        match entries.next() {
+            Some(Ok(kafka_protocol::records::RecordSetEntry::Batch(b))) => b,
+            Some(Ok(kafka_protocol::records::RecordSetEntry::Legacy(_))) => return Err((
+                ErrorCode::InvalidRecord,
+                format!(
+                    "Produce requests with version {} are only allowed to contain record batches with magic version 2",
+                    ctx.version
+                ),
+            )
+                .into()),
+            Some(Err(e)) => return Err((ErrorCode::CorruptMessage, e.to_string()).into()),
+            None if data.len() > settings.max_message_bytes.max(0) as usize => {
+                return Err((
+                    ErrorCode::MessageTooLarge,
+                    format!(
+                        "The record batch ({} bytes) is larger than max.message.bytes {}",
+                        data.len(),
+                        settings.max_message_bytes
+                    ),
+                )
+                    .into())
+            }
+            None if data.is_empty() => {
+                return Err((
+                    ErrorCode::InvalidRecord,
+                    format!(
+                        "Produce requests with version {} must have at least one record batch per partition",
+                        ctx.version
+                    ),
+                )
+                    .into())
+            }
+            None => return Err((ErrorCode::CorruptMessage, "truncated record batch".to_string()).into()),
+        };
+    if entries.next().is_some() || entries.has_partial_tail() {
+        return Err((
+            ErrorCode::InvalidRecord,
+            format!(
+                "Produce requests with version {} are only allowed to contain exactly one record batch per partition",
+                ctx.version
+            ),
+        )
+            .into());
+    }
+    let header = first.header();
+    if header.is_transactional() || transactional_id.is_some() {
+        return Err(
+            (ErrorCode::InvalidTxnState, "the bundled broker does not implement transactions yet".to_string()).into()
+        );
+    }
+    if acks == -1 && (partition.isr.len() as i64) < i64::from(settings.min_insync_replicas) {
+        return Err((
+            ErrorCode::NotEnoughReplicas,
+            format!(
+                "The size of the current ISR {} is insufficient to satisfy the min.isr requirement of {} for partition {topic}-{index}",
+                partition.isr.len(),
+                settings.min_insync_replicas
+            ),
+        )
+            .into());
+    }
+    let leader_epoch = partition.leader_epoch;
+    let appended = partition.log.append(first.as_bytes(), &settings, leader_epoch, ctx.now_ms)?;
+    Ok(Produced {
+        base_offset: appended.base_offset,
+        log_append_time_ms: appended.log_append_time_ms,
+        log_start_offset: partition.log.log_start_offset(),
+        duplicate: appended.duplicate,
+    })
+}
