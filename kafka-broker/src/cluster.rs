@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use kafka_protocol::messages::{RequestBody, RequestHeader, ResponseBody};
+use kafka_protocol::messages::{ApiKey, RequestBody, RequestHeader, ResponseBody};
 use kafka_protocol::primitives::Uuid;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -98,6 +98,10 @@ pub(crate) struct State {
     pub next_producer_id: i64,
     /// Open fetch sessions (KIP-227).
     pub fetch_sessions: handlers::fetch::Sessions,
+    /// Injected faults and the request log.
+    pub faults: crate::faults::Faults,
+    /// Brokers stopped with `Cluster::stop_broker`.
+    pub stopped: std::collections::BTreeSet<i32>,
 }
 
 impl State {
@@ -177,6 +181,9 @@ pub(crate) enum Reply {
     Close(String),
     /// The API or version is not implemented: close the connection.
     NotImplemented,
+    /// Held by an interceptor: wait for the release, then send the request again (it then
+    /// bypasses interceptors and chaos).
+    Hold(crate::faults::Hold, Box<RequestBody>, RequestHeader),
 }
 
 /// A reply and how long the connection waits before acting on it (injected latency).
@@ -203,6 +210,8 @@ pub(crate) struct Pending {
     pub reply: oneshot::Sender<Delivery>,
     /// For a parked request: when it must be answered.
     pub deadline: Option<Instant>,
+    /// Already seen by interceptors and chaos (a held request coming back, a parked fetch).
+    pub bypass_faults: bool,
 }
 
 /// Configures and starts a [`Cluster`].
@@ -360,23 +369,31 @@ impl ClusterBuilder {
             clock_offset_ms: 0,
             next_producer_id: 1000,
             fetch_sessions: Default::default(),
+            faults: Default::default(),
+            stopped: Default::default(),
         };
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(run_state(state, rx))];
         let mut addrs = Vec::new();
+        let mut controls = Vec::new();
         for (node_id, local, listener) in listeners {
             addrs.push((node_id, local));
-            tasks.push(tokio::spawn(crate::server::accept_loop(
-                listener,
+            let (up_tx, up_rx) = watch::channel(true);
+            let (listener_tx, listener_rx) = mpsc::channel(1);
+            controls.push(BrokerControl { node_id, addr: local, up: up_tx, listeners: listener_tx });
+            tasks.push(tokio::spawn(crate::server::accept_loop(crate::server::BrokerTask {
                 node_id,
-                tx.clone(),
-                shutdown_rx.clone(),
-                settings.max_frame_size,
-            )));
+                listener: Some(listener),
+                listeners: listener_rx,
+                up: up_rx,
+                state: tx.clone(),
+                shutdown: shutdown_rx.clone(),
+                max_frame_size: settings.max_frame_size,
+            })));
             tracing::info!(node_id, %local, "broker listening");
         }
-        Ok(Cluster { addrs, tx, shutdown: shutdown_tx, tasks })
+        Ok(Cluster { addrs, tx, shutdown: shutdown_tx, tasks, controls })
     }
 }
 
@@ -423,6 +440,15 @@ async fn run_state(mut state: State, mut rx: mpsc::Receiver<Command>) {
     }
 }
 
+/// What fault injection decided before a request is handled.
+enum Injected {
+    Nothing,
+    Reply(Reply),
+    Hold(crate::faults::Hold),
+    Delay(Duration),
+    DropResponse,
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -441,6 +467,36 @@ impl State {
 
     /// Runs one request; returns it back if it has to wait (a parked fetch).
     fn process(&mut self, pending: Pending, final_attempt: bool) -> Option<Pending> {
+        let api = pending.body.api_key();
+        let mut delay = self.faults.latency.get(&pending.broker).copied().unwrap_or_default();
+        let mut drop_response = false;
+        if !pending.bypass_faults {
+            self.faults.request_count += 1;
+            let number = self.faults.request_count;
+            self.faults.log(crate::faults::RequestRecord {
+                number,
+                broker: pending.broker,
+                api_key: api,
+                version: pending.version,
+                client_id: pending.header.client_id.clone(),
+                correlation_id: pending.header.correlation_id,
+                at: Instant::now(),
+            });
+            match self.inject(&pending, number) {
+                Injected::Nothing => {}
+                Injected::Reply(reply) => {
+                    let _ = pending.reply.send(Delivery { reply, delay });
+                    return None;
+                }
+                Injected::Hold(hold) => {
+                    let reply = Reply::Hold(hold, pending.body, pending.header);
+                    let _ = pending.reply.send(Delivery { reply, delay: Duration::ZERO });
+                    return None;
+                }
+                Injected::Delay(d) => delay += d,
+                Injected::DropResponse => drop_response = true,
+            }
+        }
         let ctx = handlers::Ctx {
             broker: pending.broker,
             header: &pending.header,
@@ -448,19 +504,218 @@ impl State {
             now_ms: self.now_ms(),
             final_attempt,
         };
+        let data_before = self.data_version;
+        self.faults.current_api = Some(api);
         let handled = handlers::handle(self, ctx, &pending.body);
+        self.faults.current_api = None;
         let reply = match handled {
             handlers::Handled::Respond(body) => Reply::Response(body),
             handlers::Handled::Silent => Reply::Silent,
             handlers::Handled::Close(reason) => Reply::Close(reason),
             handlers::Handled::NotImplemented => Reply::NotImplemented,
             handlers::Handled::Park(deadline) => {
-                return Some(Pending { deadline: Some(pending.deadline.unwrap_or(deadline)), ..pending });
+                return Some(Pending {
+                    deadline: Some(pending.deadline.unwrap_or(deadline)),
+                    bypass_faults: true,
+                    ..pending
+                });
             }
         };
+        let wrote = api == ApiKey::Produce && self.data_version != data_before;
+        let reply = if drop_response || (wrote && self.faults.lose_response()) {
+            Reply::Close("response lost after the write (fault injection)".into())
+        } else {
+            reply
+        };
         // The connection may be gone; its response is simply dropped.
-        let _ = pending.reply.send(Delivery { reply, delay: Duration::ZERO });
+        let _ = pending.reply.send(Delivery { reply, delay });
         None
+    }
+
+    /// Interceptors, pushed errors and chaos, in that order, for a request not yet handled.
+    fn inject(&mut self, pending: &Pending, number: u64) -> Injected {
+        use crate::faults::{Action, ErrorScope, Fault, InterceptedRequest, Times};
+        let api = pending.body.api_key();
+        let version = pending.version;
+        let error_reply =
+            |code: kafka_protocol::ErrorCode| match handlers::errors::error_response(&pending.body, version, code) {
+                Some(body) => Reply::Response(body),
+                None => Reply::Close(format!("injected {code} for an API without an error layout")),
+            };
+        // Interceptors: the first that acts wins.
+        let seen = InterceptedRequest {
+            broker: pending.broker,
+            api_key: api,
+            version,
+            client_id: pending.header.client_id.as_deref(),
+            correlation_id: pending.header.correlation_id,
+            body: &pending.body,
+        };
+        let mut acted: Option<(usize, Action)> = None;
+        for (i, icp) in self.faults.interceptors.iter_mut().enumerate() {
+            if icp.api != api {
+                continue;
+            }
+            match (icp.f)(&seen) {
+                Action::Pass => continue,
+                action => {
+                    acted = Some((i, action));
+                    break;
+                }
+            }
+        }
+        if let Some((i, action)) = acted {
+            if let Some(icp) = self.faults.interceptors.get_mut(i) {
+                let done = match icp.remaining {
+                    Times::Once | Times::Count(0) | Times::Count(1) => true,
+                    Times::Count(n) => {
+                        icp.remaining = Times::Count(n - 1);
+                        false
+                    }
+                    Times::Always => false,
+                };
+                if done {
+                    self.faults.interceptors.remove(i);
+                }
+            }
+            return match action {
+                Action::Pass => Injected::Nothing,
+                Action::Respond(body) => Injected::Reply(Reply::Response(body)),
+                Action::Error(code) => Injected::Reply(error_reply(code)),
+                Action::Delay(d) => Injected::Delay(d),
+                Action::DropConnection => Injected::Reply(Reply::Close("dropped by an interceptor".into())),
+                Action::DropResponse => Injected::DropResponse,
+                Action::Hold(h) => Injected::Hold(h),
+            };
+        }
+        // Pushed errors: cluster-wide, then this broker's.
+        if !self.faults.pushed.is_empty() {
+            for scope in [ErrorScope::Cluster, ErrorScope::Broker(pending.broker)] {
+                if let Some(code) = self.faults.pop(api, &scope) {
+                    if code != kafka_protocol::ErrorCode::None {
+                        return Injected::Reply(error_reply(code));
+                    }
+                    return Injected::Nothing;
+                }
+            }
+        }
+        // Chaos.
+        let Some((chaos, rng)) = self.faults.chaos.as_mut() else { return Injected::Nothing };
+        let applies = if chaos.apis.is_empty() {
+            matches!(api, ApiKey::Produce | ApiKey::Fetch)
+        } else {
+            chaos.apis.contains(&api)
+        };
+        if !applies {
+            return Injected::Nothing;
+        }
+        // Draw every probability each time so the sequence does not depend on outcomes.
+        let (d_drop, d_err, d_move, d_lat) = (rng.next_f64(), rng.next_f64(), rng.next_f64(), rng.next_f64());
+        let (pick_err, pick_part, pick_lat) = (rng.next_u64(), rng.next_u64(), rng.next_u64());
+        let fault = if d_drop < chaos.drop_connection {
+            Some(Fault::DropConnection)
+        } else if d_err < chaos.inject_error {
+            let errors = if chaos.errors.is_empty() {
+                vec![kafka_protocol::ErrorCode::NotLeaderOrFollower, kafka_protocol::ErrorCode::RequestTimedOut]
+            } else {
+                chaos.errors.clone()
+            };
+            errors.get((pick_err % errors.len() as u64) as usize).copied().map(Fault::Error)
+        } else if d_move < chaos.move_leader {
+            self.chaos_move_leader(pick_part)
+        } else if d_lat < chaos.latency {
+            let max = u64::try_from(chaos.max_latency.as_millis()).unwrap_or(u64::MAX).max(1);
+            Some(Fault::Latency(Duration::from_millis(1 + pick_lat % max)))
+        } else {
+            None
+        };
+        let Some(fault) = fault else { return Injected::Nothing };
+        self.faults.chaos_log.push(crate::faults::ChaosEvent {
+            request: number,
+            broker: pending.broker,
+            api_key: api,
+            fault: fault.clone(),
+        });
+        match fault {
+            Fault::DropConnection => Injected::Reply(Reply::Close("dropped by the chaos schedule".into())),
+            Fault::Error(code) => Injected::Reply(error_reply(code)),
+            Fault::MoveLeader { .. } => Injected::Nothing,
+            Fault::Latency(d) => Injected::Delay(d),
+        }
+    }
+
+    /// Moves the leadership of the `pick`-th partition (over all topics) to its next in-sync
+    /// replica, if it has another.
+    fn chaos_move_leader(&mut self, pick: u64) -> Option<crate::faults::Fault> {
+        let total: usize = self.topics.values().map(|t| t.partitions.len()).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut n = (pick % total as u64) as usize;
+        for (name, t) in &mut self.topics {
+            if n >= t.partitions.len() {
+                n -= t.partitions.len();
+                continue;
+            }
+            let p = t.partitions.get_mut(n)?;
+            let pos = p.isr.iter().position(|b| *b == p.leader).unwrap_or(0);
+            let next = p.isr.get((pos + 1) % p.isr.len().max(1)).copied()?;
+            if next == p.leader {
+                return None;
+            }
+            p.leader = next;
+            p.leader_epoch += 1;
+            return Some(crate::faults::Fault::MoveLeader { topic: name.clone(), partition: n as i32, to: next });
+        }
+        None
+    }
+
+    /// Marks a broker stopped: it leaves every ISR, and partitions it led move to the next
+    /// in-sync live replica (or have no leader) with a bumped leader epoch.
+    pub fn stop_broker(&mut self, id: i32) {
+        self.stopped.insert(id);
+        let stopped = self.stopped.clone();
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                let was_in_isr = p.isr.contains(&id);
+                if was_in_isr && p.isr.len() > 1 {
+                    p.isr.retain(|b| *b != id);
+                }
+                if p.leader == id {
+                    p.leader = p.isr.iter().copied().find(|b| !stopped.contains(b)).unwrap_or(-1);
+                    p.leader_epoch += 1;
+                }
+            }
+        }
+        if self.controller_id == id {
+            if let Some(b) = self.brokers.iter().find(|b| !self.stopped.contains(&b.node_id)) {
+                self.controller_id = b.node_id;
+            }
+        }
+        self.fetch_sessions = Default::default();
+        self.data_version += 1;
+    }
+
+    /// Marks a stopped broker running again: it rejoins the ISR of its partitions at once
+    /// (replication is simulated) and leads the partitions that had no leader.
+    pub fn start_broker(&mut self, id: i32) {
+        self.stopped.remove(&id);
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                if !p.replicas.contains(&id) {
+                    continue;
+                }
+                if !p.isr.contains(&id) {
+                    p.isr.push(id);
+                }
+                if p.leader < 0 {
+                    p.leader = id;
+                    p.isr.retain(|b| *b == id || !self.stopped.contains(b));
+                    p.leader_epoch += 1;
+                }
+            }
+        }
+        self.data_version += 1;
     }
 
     /// Background work: retention and compaction of every partition.
@@ -496,6 +751,16 @@ pub struct Cluster {
     tx: mpsc::Sender<Command>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    controls: Vec<BrokerControl>,
+}
+
+/// The handle on one broker's listener task.
+#[derive(Debug)]
+struct BrokerControl {
+    node_id: i32,
+    addr: SocketAddr,
+    up: watch::Sender<bool>,
+    listeners: mpsc::Sender<TcpListener>,
 }
 
 impl std::fmt::Debug for Command {
@@ -611,6 +876,239 @@ impl Cluster {
     /// [`BrokerError::Stopped`] after shutdown.
     pub async fn run_housekeeping(&self) -> Result<(), BrokerError> {
         self.run(State::housekeeping).await
+    }
+
+    fn control(&self, id: i32) -> Result<&BrokerControl, BrokerError> {
+        self.controls
+            .iter()
+            .find(|c| c.node_id == id)
+            .ok_or_else(|| BrokerError::Config(format!("no broker with node id {id}")))
+    }
+
+    /// Stops a broker: its listener closes (connections are refused), its connections end,
+    /// it leaves every ISR, and the partitions it led move to another in-sync replica with a
+    /// bumped leader epoch (or have no leader if none is left). Clients then get
+    /// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH and must re-route.
+    ///
+    /// # Errors
+    /// [`BrokerError::Config`] for an unknown node id; [`BrokerError::Stopped`] after shutdown.
+    pub async fn stop_broker(&self, id: i32) -> Result<(), BrokerError> {
+        let control = self.control(id)?;
+        self.run(move |state| state.stop_broker(id)).await?;
+        let _ = control.up.send(false);
+        Ok(())
+    }
+
+    /// Starts a stopped broker again on its old address; it rejoins the ISR of its
+    /// partitions and leads those that had no leader. Leadership that moved away stays
+    /// where it is (use [`Cluster::set_leader`] to move it back).
+    ///
+    /// # Errors
+    /// [`BrokerError::Bind`] if the old port was taken meanwhile; [`BrokerError::Config`] for
+    /// an unknown node id; [`BrokerError::Stopped`] after shutdown.
+    pub async fn start_broker(&self, id: i32) -> Result<(), BrokerError> {
+        let control = self.control(id)?;
+        if *control.up.borrow() {
+            return Ok(());
+        }
+        let addr = control.addr;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| BrokerError::Bind { addr: addr.to_string(), source })?;
+        control.listeners.send(listener).await.map_err(|_| BrokerError::Stopped)?;
+        let _ = control.up.send(true);
+        self.run(move |state| state.start_broker(id)).await
+    }
+
+    /// Makes `broker` the leader of a partition (it must be a replica), or leaves the
+    /// partition without a leader (`None`), bumping the leader epoch either way.
+    ///
+    /// # Errors
+    /// [`BrokerError::Kafka`] with UNKNOWN_TOPIC_OR_PARTITION, or INVALID_REPLICA_ASSIGNMENT
+    /// when `broker` is not a replica of the partition.
+    pub async fn set_leader(&self, topic: &str, partition: i32, broker: Option<i32>) -> Result<(), BrokerError> {
+        let topic = topic.to_string();
+        self.run(move |state| {
+            let unknown = || BrokerError::Kafka {
+                code: kafka_protocol::ErrorCode::UnknownTopicOrPartition,
+                message: format!("{topic}-{partition}"),
+            };
+            let t = state.topics.get_mut(&topic).ok_or_else(unknown)?;
+            let p = usize::try_from(partition).ok().and_then(|i| t.partitions.get_mut(i)).ok_or_else(unknown)?;
+            match broker {
+                Some(b) if !p.replicas.contains(&b) => {
+                    return Err(BrokerError::Kafka {
+                        code: kafka_protocol::ErrorCode::InvalidReplicaAssignment,
+                        message: format!("broker {b} is not a replica of {topic}-{partition}"),
+                    })
+                }
+                Some(b) => {
+                    if !p.isr.contains(&b) {
+                        p.isr.push(b);
+                    }
+                    p.leader = b;
+                }
+                None => p.leader = -1,
+            }
+            p.leader_epoch += 1;
+            state.data_version += 1;
+            Ok(())
+        })
+        .await?
+    }
+
+    /// Adds an interceptor for requests of `api`: `f` sees each request (in arrival order,
+    /// on the cluster's state task: keep it quick) and decides what happens to it. It acts
+    /// `times` times; requests it answers [`crate::Action::Pass`] do not count. The first
+    /// interceptor that acts wins.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kafka_broker::BrokerError> {
+    /// use kafka_broker::{Action, Cluster, Times};
+    /// use kafka_protocol::{ApiKey, ErrorCode};
+    ///
+    /// let cluster = Cluster::builder().start().await?;
+    /// // The next Produce is refused as if the broker had lost leadership.
+    /// let id = cluster.intercept(ApiKey::Produce, Times::Once, |_req| Action::Error(ErrorCode::NotLeaderOrFollower)).await?;
+    /// cluster.remove_intercept(id).await?; // or let it fire
+    /// cluster.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn intercept<F>(
+        &self,
+        api: ApiKey,
+        times: crate::faults::Times,
+        f: F,
+    ) -> Result<crate::faults::InterceptId, BrokerError>
+    where
+        F: FnMut(&crate::faults::InterceptedRequest<'_>) -> crate::faults::Action + Send + 'static,
+    {
+        self.run(move |state| {
+            state.faults.next_intercept += 1;
+            let id = crate::faults::InterceptId(state.faults.next_intercept);
+            state.faults.interceptors.push(crate::faults::Interceptor { id, api, remaining: times, f: Box::new(f) });
+            id
+        })
+        .await
+    }
+
+    /// Removes an interceptor; false if it was already gone (used up or removed).
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn remove_intercept(&self, id: crate::faults::InterceptId) -> Result<bool, BrokerError> {
+        self.run(move |state| {
+            let before = state.faults.interceptors.len();
+            state.faults.interceptors.retain(|i| i.id != id);
+            state.faults.interceptors.len() != before
+        })
+        .await
+    }
+
+    /// Queues error codes for requests of `api` in `scope`: each matching request (or, for
+    /// [`crate::ErrorScope::Partition`], each request naming the partition) takes the next
+    /// code. [`kafka_protocol::ErrorCode::None`] in the queue lets one request through.
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn push_errors(
+        &self,
+        api: ApiKey,
+        scope: crate::faults::ErrorScope,
+        codes: impl IntoIterator<Item = kafka_protocol::ErrorCode>,
+    ) -> Result<(), BrokerError> {
+        let codes: Vec<_> = codes.into_iter().collect();
+        self.run(move |state| state.faults.pushed.entry((api, scope)).or_default().extend(codes)).await
+    }
+
+    /// Delays every answer of `broker` by `latency` (zero removes the delay).
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn set_latency(&self, broker: i32, latency: Duration) -> Result<(), BrokerError> {
+        self.run(move |state| {
+            if latency.is_zero() {
+                state.faults.latency.remove(&broker);
+            } else {
+                state.faults.latency.insert(broker, latency);
+            }
+        })
+        .await
+    }
+
+    /// Loses Produce responses after the batch was written: the connection closes instead
+    /// of answering, a "possibly persisted" outcome for the client.
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn lose_response_after_append(&self, loss: crate::faults::Loss) -> Result<(), BrokerError> {
+        self.run(move |state| {
+            if let crate::faults::Loss::Probability(_) = loss {
+                let seed = state.faults.chaos.as_ref().map_or(0, |(c, _)| c.seed);
+                state.faults.loss_rng = Some(crate::faults::SplitMix64::new(seed ^ 0x6c6f_7373));
+            }
+            state.faults.loss = Some(loss);
+        })
+        .await
+    }
+
+    /// Forgets every producer's idempotence state on every partition, as a broker that lost
+    /// it would: the next batch of a producer that does not start at sequence 0 gets
+    /// UNKNOWN_PRODUCER_ID.
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn forget_producer_state(&self) -> Result<(), BrokerError> {
+        self.run(|state| {
+            for t in state.topics.values_mut() {
+                for p in &mut t.partitions {
+                    p.log.producers.clear();
+                }
+            }
+        })
+        .await
+    }
+
+    /// Starts a seeded chaos schedule (replacing any earlier one), or stops it (`None`).
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn set_chaos(&self, chaos: Option<crate::faults::Chaos>) -> Result<(), BrokerError> {
+        self.run(move |state| {
+            state.faults.chaos = chaos.map(|c| {
+                let rng = crate::faults::SplitMix64::new(c.seed);
+                (c, rng)
+            });
+        })
+        .await
+    }
+
+    /// The faults the chaos schedule applied so far, in order.
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn chaos_log(&self) -> Result<Vec<crate::faults::ChaosEvent>, BrokerError> {
+        self.run(|state| state.faults.chaos_log.clone()).await
+    }
+
+    /// The requests the brokers received, oldest first (the last 100,000).
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn request_log(&self) -> Result<Vec<crate::faults::RequestRecord>, BrokerError> {
+        self.run(|state| state.faults.request_log.iter().cloned().collect()).await
+    }
+
+    /// Empties the request log.
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn clear_request_log(&self) -> Result<(), BrokerError> {
+        self.run(|state| state.faults.request_log.clear()).await
     }
 
     /// Stops every listener and connection, then the state task, and waits for all of them.

@@ -26,9 +26,14 @@
 mod cluster;
 mod configs;
 mod error;
+mod faults;
 mod handlers;
 mod log;
 mod server;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use error::BrokerError;
+pub use faults::{
+    hold, Action, Chaos, ChaosEvent, ErrorScope, Fault, Hold, InterceptFn, InterceptId, InterceptedRequest, Loss,
+    Release, RequestRecord, Times,
+};

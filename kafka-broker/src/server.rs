@@ -16,34 +16,76 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::cluster::{Command, Delivery, Pending, Reply};
 use crate::handlers;
 
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    node_id: i32,
-    state: mpsc::Sender<Command>,
-    mut shutdown: watch::Receiver<bool>,
-    max_frame_size: usize,
-) {
+/// What a broker's listener task needs.
+pub(crate) struct BrokerTask {
+    pub node_id: i32,
+    /// The listener while the broker runs.
+    pub listener: Option<TcpListener>,
+    /// New listeners, when a stopped broker starts again.
+    pub listeners: mpsc::Receiver<TcpListener>,
+    /// False while the broker is stopped: its listener is closed and its connections end.
+    pub up: watch::Receiver<bool>,
+    pub state: mpsc::Sender<Command>,
+    pub shutdown: watch::Receiver<bool>,
+    pub max_frame_size: usize,
+}
+
+pub(crate) async fn accept_loop(mut task: BrokerTask) {
+    let node_id = task.node_id;
     loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let state = state.clone();
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        if let Err(reason) = serve(stream, node_id, state, shutdown, max_frame_size).await {
-                            tracing::info!(node_id, %peer, %reason, "closing connection");
-                        }
-                    });
+        let Some(listener) = task.listener.take() else {
+            tokio::select! {
+                _ = task.shutdown.changed() => return,
+                next = task.listeners.recv() => match next {
+                    Some(l) => task.listener = Some(l),
+                    None => return,
+                },
+            }
+            continue;
+        };
+        loop {
+            tokio::select! {
+                _ = task.shutdown.changed() => return,
+                _ = task.up.changed() => {
+                    if !*task.up.borrow_and_update() {
+                        // Stopped: dropping the listener refuses new connections.
+                        break;
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(node_id, error = %e, "accept failed");
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let conn = Conn {
+                            node_id,
+                            state: task.state.clone(),
+                            shutdown: task.shutdown.clone(),
+                            up: task.up.clone(),
+                            max_frame_size: task.max_frame_size,
+                        };
+                        tokio::spawn(async move {
+                            if let Err(reason) = serve(stream, conn).await {
+                                tracing::info!(node_id, %peer, %reason, "closing connection");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(node_id, error = %e, "accept failed");
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
                 }
             }
         }
+        drop(listener);
+        tracing::info!(node_id, "broker stopped");
     }
+}
+
+struct Conn {
+    node_id: i32,
+    state: mpsc::Sender<Command>,
+    shutdown: watch::Receiver<bool>,
+    up: watch::Receiver<bool>,
+    max_frame_size: usize,
 }
 
 /// Why a connection ended (anything but the client closing it cleanly).
@@ -63,15 +105,12 @@ enum ConnectionEnd {
     Closed(String),
     #[error("broker shutting down")]
     Shutdown,
+    #[error("broker stopped (fault injection)")]
+    Stopped,
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    node_id: i32,
-    state: mpsc::Sender<Command>,
-    mut shutdown: watch::Receiver<bool>,
-    max_frame_size: usize,
-) -> Result<(), ConnectionEnd> {
+async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
+    let Conn { node_id, state, mut shutdown, mut up, max_frame_size } = conn;
     stream.set_nodelay(true)?;
     let mut decoder = FrameDecoder::new(max_frame_size);
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -83,8 +122,12 @@ async fn serve(
                 Ok(None) => {}
                 Err(e) => return Err(ConnectionEnd::Frame(e)),
             }
+            if !*up.borrow() {
+                return Err(ConnectionEnd::Stopped);
+            }
             tokio::select! {
                 _ = shutdown.changed() => return Err(ConnectionEnd::Shutdown),
+                _ = up.changed() => {}
                 n = stream.read_buf(&mut buf) => {
                     if n? == 0 {
                         return Ok(());
@@ -97,21 +140,37 @@ async fn serve(
         out.clear();
         match frame::decode_request(frame) {
             Ok(req) => {
-                let (reply, rx) = oneshot::channel();
-                let cmd = Command::Request(Pending {
-                    broker: node_id,
-                    header: req.header,
-                    version,
-                    body: Box::new(req.body),
-                    reply,
-                    deadline: None,
-                });
-                if state.send(cmd).await.is_err() {
-                    return Err(ConnectionEnd::Shutdown);
-                }
-                let delivery: Delivery = rx.await.map_err(|_| ConnectionEnd::Shutdown)?;
+                let (mut header, mut body, mut bypass_faults) = (req.header, Box::new(req.body), false);
+                let delivery = loop {
+                    let (reply, rx) = oneshot::channel();
+                    let cmd = Command::Request(Pending {
+                        broker: node_id,
+                        header,
+                        version,
+                        body,
+                        reply,
+                        deadline: None,
+                        bypass_faults,
+                    });
+                    if state.send(cmd).await.is_err() {
+                        return Err(ConnectionEnd::Shutdown);
+                    }
+                    let delivery: Delivery = rx.await.map_err(|_| ConnectionEnd::Shutdown)?;
+                    match delivery.reply {
+                        Reply::Hold(hold, held_body, held_header) => {
+                            // Held by an interceptor: wait for the release (a dropped release
+                            // counts), then hand the same request back.
+                            let _ = hold.0.await;
+                            (header, body, bypass_faults) = (held_header, held_body, true);
+                        }
+                        _ => break delivery,
+                    }
+                };
                 if !delivery.delay.is_zero() {
                     tokio::time::sleep(delivery.delay).await;
+                }
+                if !*up.borrow() {
+                    return Err(ConnectionEnd::Stopped);
                 }
                 match delivery.reply {
                     Reply::Response(response) => {
@@ -121,6 +180,7 @@ async fn serve(
                     Reply::Silent => continue,
                     Reply::Close(reason) => return Err(ConnectionEnd::Closed(reason)),
                     Reply::NotImplemented => return Err(ConnectionEnd::NotImplemented { api_key, version }),
+                    Reply::Hold(..) => return Err(ConnectionEnd::Closed("held twice".into())),
                 }
             }
             Err(error) => {

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::primitives::Uuid;
 use kafka_protocol::ErrorCode;
 
-use super::{check_leader_epoch, find_partition, Ctx, Handled, PartitionError};
+use super::{check_leader_epoch, find_partition, lookup_partition, Ctx, Handled, PartitionError};
 use crate::cluster::State;
 
 pub(crate) const MIN_VERSION: i16 = 4;
@@ -211,9 +211,8 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &FetchRequest) -> Han
         let data = match data {
             Ok(d) => d,
             Err(e) => {
-                let (hw, start) = find_partition(state, &sp.topic, sp.partition)
-                    .map(|(_, p)| (p.log.high_watermark(), p.log.log_start_offset()))
-                    .unwrap_or((-1, -1));
+                let (hw, start) = lookup_partition(state, &sp.topic, sp.partition)
+                    .map_or((-1, -1), |p| (p.log.high_watermark(), p.log.log_start_offset()));
                 let mut d = partition_error(sp.partition, e.code, hw, start);
                 if let (Some((leader, epoch)), true) = (e.leader, version >= 12) {
                     d.current_leader =

@@ -57,6 +57,7 @@ pub(crate) fn handle(state: &mut State, version: i16, req: MetadataRequest) -> M
     let brokers = state
         .brokers
         .iter()
+        .filter(|b| !state.stopped.contains(&b.node_id))
         .map(|b| MetadataResponseBroker {
             node_id: b.node_id,
             host: b.host.clone(),

@@ -5,6 +5,7 @@ pub(crate) mod api_versions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_records;
 pub(crate) mod describe_producers;
+pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
@@ -177,8 +178,17 @@ pub(crate) fn find_partition<'a>(
             format!("This server does not host this topic-partition: {topic}-{index}"),
         )
     };
+    if let Some(code) = state.faults.partition_error(topic, index) {
+        let leader = lookup_partition(state, topic, index).map(|p| (p.leader, p.leader_epoch));
+        return Err(PartitionError { code, message: format!("injected {code}"), leader });
+    }
     let t = state.topics.get_mut(topic).ok_or_else(unknown)?;
     let settings = t.settings.clone();
     let partition = usize::try_from(index).ok().and_then(|i| t.partitions.get_mut(i)).ok_or_else(unknown)?;
     Ok((settings, partition))
+}
+
+/// The partition `topic`-`index`, if it exists (no checks, no injected errors).
+pub(crate) fn lookup_partition<'a>(state: &'a State, topic: &str, index: i32) -> Option<&'a Partition> {
+    state.topics.get(topic).and_then(|t| usize::try_from(index).ok().and_then(|i| t.partitions.get(i)))
 }

@@ -182,41 +182,42 @@ fn produce_one(
     let data = records.cloned().unwrap_or_default();
     // Exactly one magic 2 batch per partition (Kafka's ProduceRequest.validateRecords).
     let mut entries = RecordSetIter::new(data.clone());
-    let first =
-        match entries.next() {
-            Some(Ok(kafka_protocol::records::RecordSetEntry::Batch(b))) => b,
-            Some(Ok(kafka_protocol::records::RecordSetEntry::Legacy(_))) => return Err((
+    let first = match entries.next() {
+        Some(Ok(kafka_protocol::records::RecordSetEntry::Batch(b))) => b,
+        Some(Ok(kafka_protocol::records::RecordSetEntry::Legacy(_))) => {
+            return Err((
                 ErrorCode::InvalidRecord,
                 format!(
                     "Produce requests with version {} are only allowed to contain record batches with magic version 2",
                     ctx.version
                 ),
             )
-                .into()),
-            Some(Err(e)) => return Err((ErrorCode::CorruptMessage, e.to_string()).into()),
-            None if data.len() > settings.max_message_bytes.max(0) as usize => {
-                return Err((
-                    ErrorCode::MessageTooLarge,
-                    format!(
-                        "The record batch ({} bytes) is larger than max.message.bytes {}",
-                        data.len(),
-                        settings.max_message_bytes
-                    ),
-                )
-                    .into())
-            }
-            None if data.is_empty() => {
-                return Err((
-                    ErrorCode::InvalidRecord,
-                    format!(
-                        "Produce requests with version {} must have at least one record batch per partition",
-                        ctx.version
-                    ),
-                )
-                    .into())
-            }
-            None => return Err((ErrorCode::CorruptMessage, "truncated record batch".to_string()).into()),
-        };
+                .into())
+        }
+        Some(Err(e)) => return Err((ErrorCode::CorruptMessage, e.to_string()).into()),
+        None if data.len() > settings.max_message_bytes.max(0) as usize => {
+            return Err((
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "The record batch ({} bytes) is larger than max.message.bytes {}",
+                    data.len(),
+                    settings.max_message_bytes
+                ),
+            )
+                .into())
+        }
+        None if data.is_empty() => {
+            return Err((
+                ErrorCode::InvalidRecord,
+                format!(
+                    "Produce requests with version {} must have at least one record batch per partition",
+                    ctx.version
+                ),
+            )
+                .into())
+        }
+        None => return Err((ErrorCode::CorruptMessage, "truncated record batch".to_string()).into()),
+    };
     if entries.next().is_some() || entries.has_partial_tail() {
         return Err((
             ErrorCode::InvalidRecord,

@@ -1,0 +1,164 @@
+//! Error answers built from a request: every partition (or the whole response, for APIs
+//! without partitions) carries the given code. Used for injected errors; the layout is the
+//! one a real broker sends when it refuses the request.
+
+use kafka_protocol::messages::*;
+use kafka_protocol::ErrorCode;
+
+/// The error answer to `body` with `code` everywhere, or `None` for an API this broker
+/// cannot answer.
+pub(crate) fn error_response(body: &RequestBody, version: i16, code: ErrorCode) -> Option<ResponseBody> {
+    let c = code.code();
+    Some(match body {
+        RequestBody::Produce(r) => {
+            let mut resp = super::produce::unsupported(r);
+            for t in &mut resp.responses {
+                for p in &mut t.partition_responses {
+                    p.error_code = c;
+                }
+            }
+            resp.into()
+        }
+        RequestBody::Fetch(r) => {
+            let mut resp = super::fetch::unsupported(r, version);
+            for t in &mut resp.responses {
+                for p in &mut t.partitions {
+                    p.error_code = c;
+                }
+            }
+            resp.into()
+        }
+        RequestBody::ListOffsets(r) => ListOffsetsResponse {
+            topics: r
+                .topics
+                .iter()
+                .map(|t| list_offsets_response::ListOffsetsTopicResponse {
+                    name: t.name.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| list_offsets_response::ListOffsetsPartitionResponse {
+                            partition_index: p.partition_index,
+                            error_code: c,
+                            timestamp: -1,
+                            offset: -1,
+                            leader_epoch: -1,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+        .into(),
+        RequestBody::Metadata(r) => MetadataResponse {
+            cluster_id: None,
+            controller_id: -1,
+            cluster_authorized_operations: i32::MIN,
+            topics: r
+                .topics
+                .iter()
+                .flatten()
+                .map(|t| metadata_response::MetadataResponseTopic {
+                    error_code: c,
+                    name: t.name.clone(),
+                    topic_id: t.topic_id,
+                    topic_authorized_operations: i32::MIN,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+        .into(),
+        RequestBody::ApiVersions(_) => ApiVersionsResponse { error_code: c, ..Default::default() }.into(),
+        RequestBody::CreateTopics(r) => CreateTopicsResponse {
+            topics: r
+                .topics
+                .iter()
+                .map(|t| create_topics_response::CreatableTopicResult {
+                    name: t.name.clone(),
+                    error_code: c,
+                    error_message: None,
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    configs: None,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+        .into(),
+        RequestBody::InitProducerId(_) => {
+            InitProducerIdResponse { error_code: c, producer_id: -1, producer_epoch: -1, ..Default::default() }.into()
+        }
+        RequestBody::DeleteRecords(r) => DeleteRecordsResponse {
+            topics: r
+                .topics
+                .iter()
+                .map(|t| delete_records_response::DeleteRecordsTopicResult {
+                    name: t.name.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| delete_records_response::DeleteRecordsPartitionResult {
+                            partition_index: p.partition_index,
+                            low_watermark: -1,
+                            error_code: c,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+        .into(),
+        RequestBody::OffsetForLeaderEpoch(r) => OffsetForLeaderEpochResponse {
+            topics: r
+                .topics
+                .iter()
+                .map(|t| offset_for_leader_epoch_response::OffsetForLeaderTopicResult {
+                    topic: t.topic.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| offset_for_leader_epoch_response::EpochEndOffset {
+                            error_code: c,
+                            partition: p.partition,
+                            leader_epoch: -1,
+                            end_offset: -1,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+        .into(),
+        RequestBody::DescribeProducers(r) => DescribeProducersResponse {
+            topics: r
+                .topics
+                .iter()
+                .map(|t| describe_producers_response::TopicResponse {
+                    name: t.name.clone(),
+                    partitions: t
+                        .partition_indexes
+                        .iter()
+                        .map(|p| describe_producers_response::PartitionResponse {
+                            partition_index: *p,
+                            error_code: c,
+                            error_message: None,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+        .into(),
+        _ => return None,
+    })
+}
