@@ -100,6 +100,8 @@ pub(crate) struct State {
     pub fetch_sessions: handlers::fetch::Sessions,
     /// Injected faults and the request log.
     pub faults: crate::faults::Faults,
+    /// Client byte-rate quotas and what clients moved.
+    pub quotas: crate::quotas::Quotas,
     /// Brokers stopped with `Cluster::stop_broker`.
     pub stopped: std::collections::BTreeSet<i32>,
 }
@@ -191,6 +193,9 @@ pub(crate) enum Reply {
 pub(crate) struct Delivery {
     pub reply: Reply,
     pub delay: Duration,
+    /// After writing the response, read nothing from the connection for this long (a
+    /// throttled client, KIP-219).
+    pub mute: Duration,
 }
 
 /// What connection tasks and the cluster handle send to the state task.
@@ -370,6 +375,11 @@ impl ClusterBuilder {
             next_producer_id: 1000,
             fetch_sessions: Default::default(),
             faults: Default::default(),
+            quotas: crate::quotas::Quotas {
+                default_produce: settings.broker_configs.get("quota.producer.default").and_then(|v| v.parse().ok()),
+                default_fetch: settings.broker_configs.get("quota.consumer.default").and_then(|v| v.parse().ok()),
+                ..Default::default()
+            },
             stopped: Default::default(),
         };
         let (tx, rx) = mpsc::channel(1024);
@@ -485,12 +495,12 @@ impl State {
             match self.inject(&pending, number) {
                 Injected::Nothing => {}
                 Injected::Reply(reply) => {
-                    let _ = pending.reply.send(Delivery { reply, delay });
+                    let _ = pending.reply.send(Delivery { reply, delay, mute: Duration::ZERO });
                     return None;
                 }
                 Injected::Hold(hold) => {
                     let reply = Reply::Hold(hold, pending.body, pending.header);
-                    let _ = pending.reply.send(Delivery { reply, delay: Duration::ZERO });
+                    let _ = pending.reply.send(Delivery { reply, delay: Duration::ZERO, mute: Duration::ZERO });
                     return None;
                 }
                 Injected::Delay(d) => delay += d,
@@ -527,8 +537,24 @@ impl State {
         } else {
             reply
         };
+        // A throttled client: KIP-219 versions get the answer at once and a muted channel;
+        // older ones get the answer late.
+        let mut mute = Duration::ZERO;
+        let throttle = match &reply {
+            Reply::Response(ResponseBody::Produce(r)) => Some((r.throttle_time_ms, 6)),
+            Reply::Response(ResponseBody::Fetch(r)) => Some((r.throttle_time_ms, 8)),
+            _ => None,
+        };
+        if let Some((ms, kip219_version)) = throttle.filter(|(ms, _)| *ms > 0) {
+            let d = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+            if pending.version >= kip219_version {
+                mute = d;
+            } else {
+                delay += d;
+            }
+        }
         // The connection may be gone; its response is simply dropped.
-        let _ = pending.reply.send(Delivery { reply, delay });
+        let _ = pending.reply.send(Delivery { reply, delay, mute });
         None
     }
 
@@ -1109,6 +1135,26 @@ impl Cluster {
     /// [`BrokerError::Stopped`] after shutdown.
     pub async fn clear_request_log(&self) -> Result<(), BrokerError> {
         self.run(|state| state.faults.request_log.clear()).await
+    }
+
+    /// Sets a client's byte-rate quotas (Kafka's `producer_byte_rate` and
+    /// `consumer_byte_rate` client quotas), bytes per second; `None` falls back to the
+    /// broker defaults `quota.producer.default` / `quota.consumer.default` (unlimited if
+    /// unset). Over its quota, a client gets `throttle_time_ms` and a muted connection.
+    ///
+    /// # Errors
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn set_client_quota(
+        &self,
+        client_id: &str,
+        producer_byte_rate: Option<f64>,
+        consumer_byte_rate: Option<f64>,
+    ) -> Result<(), BrokerError> {
+        let client = client_id.to_string();
+        self.run(move |state| {
+            state.quotas.per_client.insert(client, (producer_byte_rate, consumer_byte_rate));
+        })
+        .await
     }
 
     /// Stops every listener and connection, then the state task, and waits for all of them.

@@ -29,6 +29,7 @@ mod error;
 mod faults;
 mod handlers;
 mod log;
+mod quotas;
 mod server;
 
 pub use cluster::{Cluster, ClusterBuilder};

@@ -135,6 +135,7 @@ async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
                 }
             }
         };
+        let mut mute_for = std::time::Duration::ZERO;
         let prefix = frame::peek_request(&frame).map_err(ConnectionEnd::Frame)?;
         let (api_key, version, correlation_id) = (prefix.api_key, prefix.api_version, prefix.correlation_id);
         out.clear();
@@ -169,6 +170,7 @@ async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
                 if !delivery.delay.is_zero() {
                     tokio::time::sleep(delivery.delay).await;
                 }
+                mute_for = delivery.mute;
                 if !*up.borrow() {
                     return Err(ConnectionEnd::Stopped);
                 }
@@ -177,7 +179,10 @@ async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
                         frame::encode_response_body(&mut out, correlation_id, &response, version)
                             .map_err(|error| ConnectionEnd::Response { api_key, version, error })?;
                     }
-                    Reply::Silent => continue,
+                    Reply::Silent => {
+                        mute(delivery.mute).await;
+                        continue;
+                    }
                     Reply::Close(reason) => return Err(ConnectionEnd::Closed(reason)),
                     Reply::NotImplemented => return Err(ConnectionEnd::NotImplemented { api_key, version }),
                     Reply::Hold(..) => return Err(ConnectionEnd::Closed("held twice".into())),
@@ -198,5 +203,13 @@ async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
             }
         }
         stream.write_all(&out).await?;
+        mute(mute_for).await;
+    }
+}
+
+/// A throttled client's connection reads nothing for a while (KIP-219).
+async fn mute(d: std::time::Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
     }
 }

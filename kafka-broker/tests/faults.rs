@@ -392,3 +392,51 @@ async fn the_request_log_records_every_request() {
     assert!(cluster.request_log().await.unwrap().is_empty());
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn clients_over_their_quota_are_throttled() {
+    let cluster = Cluster::builder().broker_config("quota.producer.default", "2000").start().await.unwrap();
+    cluster.create_topic("t", 1, 1).await.unwrap();
+    cluster.set_client_quota("tcp-test", None, Some(2000.0)).await.unwrap();
+    let mut s = connect(&cluster).await;
+    let big = vec![b'x'; 24_000];
+    // 24 KB against 2 KB/s over a 10 s span (2.4 KB/s): (2400 - 2000) / 2000 * 10 s = 2 s of
+    // throttle, reported and enforced by muting the connection.
+    let resp = call(&mut s, 1, &produce_req("t", &[0], batch(&[&big])), 9).await;
+    let throttle = resp.throttle_time_ms;
+    assert!((1_500..=2_500).contains(&throttle), "throttle {throttle}");
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0, "the data is still written");
+    let started = Instant::now();
+    call(&mut s, 2, &ApiVersionsRequest::default(), 3).await;
+    assert!(started.elapsed() >= Duration::from_millis(throttle as u64 - 50), "the connection was muted");
+
+    // The fetch quota: the throttled fetch returns no data, and the bytes are not counted.
+    let req = FetchRequest {
+        replica_id: -1,
+        max_wait_ms: 0,
+        max_bytes: 1 << 20,
+        session_epoch: -1,
+        topics: vec![FetchTopic {
+            topic: "t".into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                current_leader_epoch: -1,
+                fetch_offset: 0,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let resp = call(&mut s, 3, &req, 11).await;
+    assert!(resp.throttle_time_ms > 0);
+    assert!(resp.responses.is_empty(), "a throttled fetch carries no data");
+    // Lifting the quota lets the data through (on a new connection: the old one is muted).
+    cluster.set_client_quota("tcp-test", Some(1e12), Some(1e12)).await.unwrap();
+    let mut s = connect(&cluster).await;
+    let resp = call(&mut s, 4, &req, 11).await;
+    assert_eq!(resp.throttle_time_ms, 0);
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 1);
+    cluster.shutdown().await;
+}

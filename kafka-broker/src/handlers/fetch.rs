@@ -17,6 +17,7 @@ use kafka_protocol::ErrorCode;
 
 use super::{check_leader_epoch, find_partition, lookup_partition, Ctx, Handled, PartitionError};
 use crate::cluster::State;
+use crate::quotas::QuotaKind;
 
 pub(crate) const MIN_VERSION: i16 = 4;
 pub(crate) const MAX_VERSION: i16 = 17;
@@ -247,11 +248,26 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &FetchRequest) -> Han
         return Handled::Park(Instant::now() + wait);
     }
 
+    // Quota: a client over its fetch byte rate gets an empty response and a throttle time
+    // (Kafka's getThrottledResponse); the bytes are taken back since they were not sent.
+    let client = ctx.header.client_id.as_deref().unwrap_or("");
+    let mut throttle_time_ms = 0;
+    if state.quotas.applies(client, QuotaKind::Fetch) {
+        throttle_time_ms = state.quotas.record(client, QuotaKind::Fetch, total_bytes, ctx.now_ms);
+        if throttle_time_ms > 0 {
+            state.quotas.unrecord(client, QuotaKind::Fetch, total_bytes, ctx.now_ms);
+        }
+    }
+    let throttled = throttle_time_ms > 0;
+
     // Commit the session and decide which partitions an incremental response carries.
     let mut response_session_id = 0;
     let mut order: Vec<(String, Uuid)> = Vec::new();
     let mut per_topic: HashMap<(String, Uuid), Vec<PartitionData>> = HashMap::new();
     for (i, data) in results {
+        if throttled {
+            break;
+        }
         let Some(sp) = session_partitions.get_mut(i) else { continue };
         let changed = data.records.as_ref().is_some_and(|r| !r.is_empty())
             || data.error_code != 0
@@ -313,7 +329,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &FetchRequest) -> Han
             }
         })
         .collect();
-    for (id, parts) in unknown_ids {
+    for (id, parts) in unknown_ids.into_iter().filter(|_| !throttled) {
         responses.push(topic_error(version, "", id, &parts, ErrorCode::UnknownTopicId));
     }
     let node_endpoints = if version >= 16 {
@@ -334,7 +350,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &FetchRequest) -> Han
     };
     Handled::Respond(
         FetchResponse {
-            throttle_time_ms: 0,
+            throttle_time_ms,
             error_code: 0,
             session_id: response_session_id,
             responses,

@@ -12,6 +12,7 @@ use kafka_protocol::ErrorCode;
 
 use super::{leader_partition, Ctx, Handled};
 use crate::cluster::State;
+use crate::quotas::QuotaKind;
 
 /// Oldest version served; older ones carry magic 0/1 messages, which Kafka 4 no longer takes.
 pub(crate) const MIN_VERSION: i16 = 3;
@@ -115,6 +116,17 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ProduceRequest) -> H
     if appended {
         state.data_version += 1;
     }
+    let client = ctx.header.client_id.as_deref().unwrap_or("");
+    let mut throttle_time_ms = 0;
+    if state.quotas.applies(client, QuotaKind::Produce) {
+        let bytes: usize = req
+            .topic_data
+            .iter()
+            .flat_map(|t| &t.partition_data)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        throttle_time_ms = state.quotas.record(client, QuotaKind::Produce, bytes, ctx.now_ms);
+    }
     if acks == 0 {
         // Kafka tells an acks=0 producer about a failure the only way it can: by closing the
         // connection, so that the producer refreshes its metadata.
@@ -139,7 +151,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ProduceRequest) -> H
     } else {
         Vec::new()
     };
-    Handled::Respond(ProduceResponse { responses, throttle_time_ms: 0, node_endpoints, ..Default::default() }.into())
+    Handled::Respond(ProduceResponse { responses, throttle_time_ms, node_endpoints, ..Default::default() }.into())
 }
 
 struct Produced {
