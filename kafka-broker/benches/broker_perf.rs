@@ -1,0 +1,205 @@
+//! Broker CPU and memory per record: the broker binary in its own process, loaded over TCP
+//! with pre-encoded requests, its CPU time read from /proc before and after.
+//!
+//! `cargo bench -p kafka-broker --bench broker_perf [-- MIB]` (default 256 MiB). Targets
+//! (issue 3): at most 100 ns of broker CPU per 100-byte record produced in 1 MiB batches, at
+//! most 50 ns per record fetched, resident memory at most 1.25x the stored batch bytes.
+//! Linux only (reads /proc).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::frame::{self, FrameDecoder};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::records::{BatchOptions, ProducerState, RecordBatchBuilder, RecordSetIter};
+use kafka_protocol::Request;
+
+const BATCH_BYTES: usize = 1 << 20;
+const VALUE: [u8; 100] = [b'v'; 100];
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+fn clk_tck() -> u64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(100));
+    out.unwrap_or(100)
+}
+
+struct Conn {
+    s: TcpStream,
+    buf: BytesMut,
+    dec: FrameDecoder,
+}
+
+impl Conn {
+    fn send<R: Request>(&mut self, corr: i32, req: &R, version: i16) {
+        let mut out = BytesMut::new();
+        frame::encode_request(&mut out, corr, Some("perf"), req, version).unwrap();
+        self.s.write_all(&out).unwrap();
+    }
+    fn recv_frame(&mut self) -> Bytes {
+        loop {
+            if let Some(f) = self.dec.decode(&mut self.buf).unwrap() {
+                return f;
+            }
+            let mut tmp = vec![0u8; 1 << 20];
+            let n = self.s.read(&mut tmp).unwrap();
+            assert!(n > 0, "broker closed the connection");
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+    fn recv<R: Request>(&mut self, version: i16) -> R::Response {
+        frame::decode_response::<R::Response>(self.recv_frame(), version).unwrap().1
+    }
+}
+
+fn main() {
+    let mib: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(256);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kafka-broker"))
+        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let bootstrap = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(b) = line.strip_prefix("bootstrap.servers=") {
+            break b.to_string();
+        }
+    };
+    let mut c = Conn { s: TcpStream::connect(&bootstrap).unwrap(), buf: BytesMut::new(), dec: FrameDecoder::new(1 << 30) };
+    c.s.set_nodelay(true).unwrap();
+    let create = CreateTopicsRequest {
+        topics: vec![CreatableTopic { name: "perf".into(), num_partitions: 1, replication_factor: 1, ..Default::default() }],
+        timeout_ms: 1000,
+        ..Default::default()
+    };
+    c.send(1, &create, 7);
+    assert_eq!(c.recv::<CreateTopicsRequest>(7).topics[0].error_code, 0);
+
+    // One 1 MiB batch of 100-byte values, sent again and again (offsets are the broker's).
+    let mut b = RecordBatchBuilder::with_capacity(BATCH_BYTES + 4096, BatchOptions::default());
+    let mut records_per_batch = 0u64;
+    while b.size_in_bytes() + 120 <= BATCH_BYTES {
+        b.append(1_700_000_000_000, None, Some(&VALUE), &[]).unwrap();
+        records_per_batch += 1;
+    }
+    let batch = b.seal(ProducerState::NONE).unwrap();
+    let req = ProduceRequest {
+        transactional_id: None,
+        acks: 1,
+        timeout_ms: 30_000,
+        topic_data: vec![TopicProduceData {
+            name: "perf".into(),
+            partition_data: vec![PartitionProduceData { index: 0, records: Some(batch.clone()), ..Default::default() }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut frame_bytes = BytesMut::new();
+    frame::encode_request(&mut frame_bytes, 7, Some("perf"), &req, 9).unwrap();
+    let frame_bytes = frame_bytes.freeze();
+    let batches = mib;
+    let rss_before = rss_bytes(pid);
+    let tck = clk_tck();
+
+    // Produce: a window of 4 requests in flight.
+    let cpu0 = cpu_ticks(pid);
+    let t0 = Instant::now();
+    let window = 4;
+    for i in 0..batches + window {
+        if i < batches {
+            c.s.write_all(&frame_bytes).unwrap();
+        }
+        if i >= window {
+            let resp = c.recv::<ProduceRequest>(9);
+            assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    let produce_wall = t0.elapsed();
+    let produce_cpu_ns = (cpu_ticks(pid) - cpu0) as f64 * 1e9 / tck as f64;
+    let stored = (batches * batch.len()) as u64;
+    let rss = rss_bytes(pid);
+    let produced = records_per_batch * batches as u64;
+
+    // Fetch everything back, 8 MiB per response.
+    let cpu1 = cpu_ticks(pid);
+    let t1 = Instant::now();
+    let mut offset = 0i64;
+    let mut fetched = 0u64;
+    let mut corr = 100;
+    while fetched < produced {
+        let req = FetchRequest {
+            replica_id: -1,
+            max_wait_ms: 0,
+            max_bytes: 8 << 20,
+            session_epoch: -1,
+            topics: vec![FetchTopic {
+                topic: "perf".into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    current_leader_epoch: -1,
+                    fetch_offset: offset,
+                    partition_max_bytes: 8 << 20,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        corr += 1;
+        c.send(corr, &req, 11);
+        let resp = c.recv::<FetchRequest>(11);
+        let data = resp.responses[0].partitions[0].records.clone().unwrap();
+        for e in RecordSetIter::new(data) {
+            let e = e.unwrap();
+            fetched += (e.last_offset() - e.base_offset() + 1) as u64;
+            offset = e.last_offset() + 1;
+        }
+    }
+    let fetch_wall = t1.elapsed();
+    let fetch_cpu_ns = (cpu_ticks(pid) - cpu1) as f64 * 1e9 / tck as f64;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let mib_s = |bytes: u64, d: std::time::Duration| bytes as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    println!("broker_perf: {batches} x 1 MiB batches, {records_per_batch} records of 100 B each ({produced} records)");
+    println!(
+        "  produce: {:.1} ns broker CPU/record (target <= 100), {:.0} MiB/s wall",
+        produce_cpu_ns / produced as f64,
+        mib_s(stored, produce_wall)
+    );
+    println!(
+        "  fetch:   {:.1} ns broker CPU/record (target <= 50), {:.0} MiB/s wall",
+        fetch_cpu_ns / fetched as f64,
+        mib_s(stored, fetch_wall)
+    );
+    println!(
+        "  memory:  RSS grew {:.1} MiB for {:.1} MiB stored: {:.3}x (target <= 1.25); RSS {:.1} MiB before",
+        (rss.saturating_sub(rss_before)) as f64 / (1 << 20) as f64,
+        stored as f64 / (1 << 20) as f64,
+        rss.saturating_sub(rss_before) as f64 / stored as f64,
+        rss_before as f64 / (1 << 20) as f64
+    );
+}
