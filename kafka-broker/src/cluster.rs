@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 
 use kafka_protocol::messages::{RequestBody, RequestHeader, ResponseBody};
 use kafka_protocol::primitives::Uuid;
-use tokio::net::TcpListener;
 use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -128,7 +128,13 @@ impl State {
     }
 
     /// Inserts a topic with the given partitions and configs.
-    pub fn insert_topic(&mut self, name: &str, id: Uuid, partitions: Vec<Partition>, configs: BTreeMap<String, String>) {
+    pub fn insert_topic(
+        &mut self,
+        name: &str,
+        id: Uuid,
+        partitions: Vec<Partition>,
+        configs: BTreeMap<String, String>,
+    ) {
         let settings = configs::log_settings(&configs, &self.settings.broker_configs);
         self.topics.insert(name.to_string(), Topic { id, partitions, configs, settings });
     }

@@ -291,7 +291,8 @@ pub(crate) fn validate(name: &str, value: &str) -> Result<(), (ErrorCode, String
     let Some(def) = topic_config(name) else {
         return Err((ErrorCode::InvalidConfig, format!("Unknown topic config name: {name}")));
     };
-    let bad = |why: String| Err((ErrorCode::InvalidConfig, format!("Invalid value {value} for configuration {name}: {why}")));
+    let bad =
+        |why: String| Err((ErrorCode::InvalidConfig, format!("Invalid value {value} for configuration {name}: {why}")));
     match def.kind {
         Kind::Long(min) => match value.trim().parse::<i64>() {
             Ok(v) if v >= min => Ok(()),
@@ -417,7 +418,10 @@ pub(crate) fn log_settings(
         let (v, _) = get(name);
         let n = v.trim().parse::<i64>().unwrap_or(default);
         // log.retention.minutes/hours are in coarser units.
-        if name == "retention.ms" && !topic_configs.contains_key(name) && !broker_configs.contains_key("log.retention.ms") {
+        if name == "retention.ms"
+            && !topic_configs.contains_key(name)
+            && !broker_configs.contains_key("log.retention.ms")
+        {
             if broker_configs.contains_key("log.retention.minutes") {
                 return n.saturating_mul(60_000);
             }

@@ -160,14 +160,17 @@ impl PartitionLog {
             max_timestamp = now_ms;
         }
         let last_offset = base_offset + i64::from(count.max(1)) - 1;
-        self.push(StoredBatch {
-            base_offset,
-            last_offset,
-            max_timestamp,
-            append_time_ms: now_ms,
-            segment: 0,
-            data: buf.freeze(),
-        }, settings);
+        self.push(
+            StoredBatch {
+                base_offset,
+                last_offset,
+                max_timestamp,
+                append_time_ms: now_ms,
+                segment: 0,
+                data: buf.freeze(),
+            },
+            settings,
+        );
         if idempotent {
             let entry = self.producers.entry(h.producer_id).or_default();
             if entry.epoch != h.producer_epoch {
@@ -232,7 +235,10 @@ impl PartitionLog {
         if epoch < entry.epoch {
             return Err((
                 ErrorCode::InvalidProducerEpoch,
-                format!("Epoch of producer {producer_id} is {epoch}, which is smaller than the last seen epoch {}", entry.epoch),
+                format!(
+                    "Epoch of producer {producer_id} is {epoch}, which is smaller than the last seen epoch {}",
+                    entry.epoch
+                ),
             ));
         }
         if epoch > entry.epoch {

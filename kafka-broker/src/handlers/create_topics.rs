@@ -148,10 +148,7 @@ fn create_assigned(
         return Ok(Created { id: Uuid::ZERO, partitions, replication_factor });
     }
     let id = state.new_topic_id();
-    let parts = assignment
-        .iter()
-        .map(|r| Partition::new(r.to_vec()))
-        .collect();
+    let parts = assignment.iter().map(|r| Partition::new(r.to_vec())).collect();
     state.insert_topic(&topic.name, id, parts, configs);
     Ok(Created { id, partitions, replication_factor })
 }
