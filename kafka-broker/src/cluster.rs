@@ -161,6 +161,26 @@ impl State {
     }
 }
 
+/// A cluster state with `brokers` brokers (node ids 1..=n, ports 9092..) and the builder's
+/// default settings, no task and no listener: for handler unit tests.
+#[cfg(test)]
+pub(crate) fn test_state(brokers: usize) -> State {
+    let settings = ClusterBuilder::default().settings;
+    State {
+        cluster_id: "test-cluster".into(),
+        controller_id: 1,
+        brokers: (1..=brokers.max(1))
+            .map(|i| BrokerInfo { node_id: i as i32, host: "localhost".into(), port: 9091 + i as u16, rack: None })
+            .collect(),
+        topics: BTreeMap::new(),
+        settings: Settings { default_replication_factor: brokers.clamp(1, 3) as i16, ..settings },
+        next_topic_id: 0,
+        data_version: 0,
+        clock_offset_ms: 0,
+        next_producer_id: 1000,
+    }
+}
+
 /// What the state task decided about one request.
 #[derive(Debug)]
 pub(crate) enum Reply {

@@ -74,3 +74,14 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         _ => Handled::NotImplemented,
     }
 }
+
+/// Fails unless `body` encodes at `version`: the encoder refuses a value in a field the
+/// version does not have, which would otherwise surface only as a closed connection.
+#[cfg(test)]
+pub(crate) fn assert_encodes(body: impl Into<ResponseBody>, version: i16) {
+    let body = body.into();
+    let mut out = bytes::BytesMut::new();
+    if let Err(e) = kafka_protocol::frame::encode_response_body(&mut out, 1, &body, version) {
+        panic!("{:?} v{version} does not encode: {e}", body.api_key());
+    }
+}
