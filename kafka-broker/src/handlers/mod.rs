@@ -3,6 +3,7 @@
 
 pub(crate) mod api_versions;
 pub(crate) mod create_topics;
+pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod metadata;
 
@@ -19,6 +20,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, api_versions::MIN_VERSION, api_versions::MAX_VERSION),
     (ApiKey::Metadata, metadata::MIN_VERSION, metadata::MAX_VERSION),
     (ApiKey::CreateTopics, create_topics::MIN_VERSION, create_topics::MAX_VERSION),
+    (ApiKey::DeleteTopics, delete_topics::MIN_VERSION, delete_topics::MAX_VERSION),
     (ApiKey::DescribeCluster, describe_cluster::MIN_VERSION, describe_cluster::MAX_VERSION),
 ];
 
@@ -73,6 +75,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         RequestBody::ApiVersions(r) => ResponseBody::from(api_versions::handle(state, version, r.clone())).into(),
         RequestBody::Metadata(r) => ResponseBody::from(metadata::handle(state, version, r.clone())).into(),
         RequestBody::CreateTopics(r) => ResponseBody::from(create_topics::handle(state, version, r.clone())).into(),
+        RequestBody::DeleteTopics(r) => ResponseBody::from(delete_topics::handle(state, version, r)).into(),
         RequestBody::DescribeCluster(r) => ResponseBody::from(describe_cluster::handle(state, version, r)).into(),
         _ => Handled::NotImplemented,
     }
