@@ -6,6 +6,7 @@ pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
+pub(crate) mod describe_configs;
 pub(crate) mod metadata;
 
 use std::time::Instant;
@@ -22,6 +23,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, metadata::MIN_VERSION, metadata::MAX_VERSION),
     (ApiKey::CreateTopics, create_topics::MIN_VERSION, create_topics::MAX_VERSION),
     (ApiKey::DeleteTopics, delete_topics::MIN_VERSION, delete_topics::MAX_VERSION),
+    (ApiKey::DescribeConfigs, describe_configs::MIN_VERSION, describe_configs::MAX_VERSION),
     (ApiKey::CreatePartitions, create_partitions::MIN_VERSION, create_partitions::MAX_VERSION),
     (ApiKey::DescribeCluster, describe_cluster::MIN_VERSION, describe_cluster::MAX_VERSION),
 ];
@@ -78,6 +80,9 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         RequestBody::Metadata(r) => ResponseBody::from(metadata::handle(state, version, r.clone())).into(),
         RequestBody::CreateTopics(r) => ResponseBody::from(create_topics::handle(state, version, r.clone())).into(),
         RequestBody::DeleteTopics(r) => ResponseBody::from(delete_topics::handle(state, version, r)).into(),
+        RequestBody::DescribeConfigs(r) => {
+            ResponseBody::from(describe_configs::handle(state, ctx.broker, version, r)).into()
+        }
         RequestBody::CreatePartitions(r) => ResponseBody::from(create_partitions::handle(state, version, r)).into(),
         RequestBody::DescribeCluster(r) => ResponseBody::from(describe_cluster::handle(state, version, r)).into(),
         _ => Handled::NotImplemented,
