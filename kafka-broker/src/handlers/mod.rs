@@ -1,6 +1,7 @@
 //! One module per API, named like Kafka's APIs (franz-go's kfake layout), each opening with
 //! the versions it supports. Every handler runs on the state task.
 
+pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
@@ -24,6 +25,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, create_topics::MIN_VERSION, create_topics::MAX_VERSION),
     (ApiKey::DeleteTopics, delete_topics::MIN_VERSION, delete_topics::MAX_VERSION),
     (ApiKey::DescribeConfigs, describe_configs::MIN_VERSION, describe_configs::MAX_VERSION),
+    (ApiKey::AlterConfigs, alter_configs::MIN_VERSION, alter_configs::MAX_VERSION),
     (ApiKey::CreatePartitions, create_partitions::MIN_VERSION, create_partitions::MAX_VERSION),
     (ApiKey::DescribeCluster, describe_cluster::MIN_VERSION, describe_cluster::MAX_VERSION),
 ];
@@ -83,6 +85,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         RequestBody::DescribeConfigs(r) => {
             ResponseBody::from(describe_configs::handle(state, ctx.broker, version, r)).into()
         }
+        RequestBody::AlterConfigs(r) => ResponseBody::from(alter_configs::handle(state, ctx.broker, version, r)).into(),
         RequestBody::CreatePartitions(r) => ResponseBody::from(create_partitions::handle(state, version, r)).into(),
         RequestBody::DescribeCluster(r) => ResponseBody::from(describe_cluster::handle(state, version, r)).into(),
         _ => Handled::NotImplemented,
