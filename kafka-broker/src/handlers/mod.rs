@@ -8,6 +8,7 @@ pub(crate) mod create_topics;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
+pub(crate) mod incremental_alter_configs;
 pub(crate) mod metadata;
 
 use std::time::Instant;
@@ -27,6 +28,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, describe_configs::MIN_VERSION, describe_configs::MAX_VERSION),
     (ApiKey::AlterConfigs, alter_configs::MIN_VERSION, alter_configs::MAX_VERSION),
     (ApiKey::CreatePartitions, create_partitions::MIN_VERSION, create_partitions::MAX_VERSION),
+    (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::MIN_VERSION, incremental_alter_configs::MAX_VERSION),
     (ApiKey::DescribeCluster, describe_cluster::MIN_VERSION, describe_cluster::MAX_VERSION),
 ];
 
@@ -87,6 +89,9 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         }
         RequestBody::AlterConfigs(r) => ResponseBody::from(alter_configs::handle(state, ctx.broker, version, r)).into(),
         RequestBody::CreatePartitions(r) => ResponseBody::from(create_partitions::handle(state, version, r)).into(),
+        RequestBody::IncrementalAlterConfigs(r) => {
+            ResponseBody::from(incremental_alter_configs::handle(state, ctx.broker, version, r)).into()
+        }
         RequestBody::DescribeCluster(r) => ResponseBody::from(describe_cluster::handle(state, version, r)).into(),
         _ => Handled::NotImplemented,
     }
