@@ -41,7 +41,10 @@ fn rss_bytes(pid: u32) -> u64 {
 }
 
 fn clk_tck() -> u64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(100));
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(100));
     out.unwrap_or(100)
 }
 
@@ -88,10 +91,16 @@ fn main() {
             break b.to_string();
         }
     };
-    let mut c = Conn { s: TcpStream::connect(&bootstrap).unwrap(), buf: BytesMut::new(), dec: FrameDecoder::new(1 << 30) };
+    let mut c =
+        Conn { s: TcpStream::connect(&bootstrap).unwrap(), buf: BytesMut::new(), dec: FrameDecoder::new(1 << 30) };
     c.s.set_nodelay(true).unwrap();
     let create = CreateTopicsRequest {
-        topics: vec![CreatableTopic { name: "perf".into(), num_partitions: 1, replication_factor: 1, ..Default::default() }],
+        topics: vec![CreatableTopic {
+            name: "perf".into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            ..Default::default()
+        }],
         timeout_ms: 1000,
         ..Default::default()
     };

@@ -107,6 +107,30 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// A cluster with no topics.
+    pub fn new(cluster_id: String, brokers: Vec<BrokerInfo>, settings: Settings) -> Self {
+        let quotas = crate::quotas::Quotas {
+            default_produce: settings.broker_configs.get("quota.producer.default").and_then(|v| v.parse().ok()),
+            default_fetch: settings.broker_configs.get("quota.consumer.default").and_then(|v| v.parse().ok()),
+            ..Default::default()
+        };
+        State {
+            cluster_id,
+            controller_id: brokers.first().map_or(1, |b| b.node_id),
+            brokers,
+            topics: BTreeMap::new(),
+            settings,
+            next_topic_id: 0,
+            data_version: 0,
+            clock_offset_ms: 0,
+            next_producer_id: 1000,
+            fetch_sessions: Default::default(),
+            faults: Default::default(),
+            quotas,
+            stopped: Default::default(),
+        }
+    }
+
     /// A fresh topic id: unique within the cluster, never the zero UUID.
     pub fn new_topic_id(&mut self) -> Uuid {
         self.next_topic_id += 1;
@@ -170,6 +194,20 @@ impl State {
         }
         self.topics.iter().find(|(_, t)| t.id == id).map(|(n, _)| n.as_str())
     }
+}
+
+/// A cluster state with `brokers` brokers (node ids 1..=n, ports 9092..) and the builder's
+/// default settings, no task and no listener: for handler unit tests.
+#[cfg(test)]
+pub(crate) fn test_state(brokers: usize) -> State {
+    let settings = ClusterBuilder::default().settings;
+    State::new(
+        "test-cluster".into(),
+        (1..=brokers.max(1))
+            .map(|i| BrokerInfo { node_id: i as i32, host: "localhost".into(), port: 9091 + i as u16, rack: None })
+            .collect(),
+        Settings { default_replication_factor: brokers.clamp(1, 3) as i16, ..settings },
+    )
 }
 
 /// What the state task decided about one request.
@@ -363,25 +401,7 @@ impl ClusterBuilder {
         if settings.default_replication_factor <= 0 {
             settings.default_replication_factor = brokers.len().min(3) as i16;
         }
-        let state = State {
-            cluster_id: self.cluster_id,
-            controller_id: 1,
-            brokers,
-            topics: BTreeMap::new(),
-            settings: settings.clone(),
-            next_topic_id: 0,
-            data_version: 0,
-            clock_offset_ms: 0,
-            next_producer_id: 1000,
-            fetch_sessions: Default::default(),
-            faults: Default::default(),
-            quotas: crate::quotas::Quotas {
-                default_produce: settings.broker_configs.get("quota.producer.default").and_then(|v| v.parse().ok()),
-                default_fetch: settings.broker_configs.get("quota.consumer.default").and_then(|v| v.parse().ok()),
-                ..Default::default()
-            },
-            stopped: Default::default(),
-        };
+        let state = State::new(self.cluster_id, brokers, settings.clone());
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(run_state(state, rx))];
@@ -754,6 +774,23 @@ impl State {
             }
         }
     }
+}
+
+/// A partition's log and replication state (see [`Cluster::partition_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// The first offset still stored.
+    pub log_start_offset: i64,
+    /// The high watermark (the log end: replication is simulated).
+    pub high_watermark: i64,
+    /// Bytes of record batches stored.
+    pub stored_bytes: usize,
+    /// The leader's node id (-1: none).
+    pub leader: i32,
+    /// The leader epoch.
+    pub leader_epoch: i32,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
 }
 
 /// A running in-memory cluster. Dropping it without [`Cluster::shutdown`] stops accepting
@@ -1155,6 +1192,29 @@ impl Cluster {
             state.quotas.per_client.insert(client, (producer_byte_rate, consumer_byte_rate));
         })
         .await
+    }
+
+    /// A partition's log as the broker holds it: offsets and stored bytes.
+    ///
+    /// # Errors
+    /// [`BrokerError::Kafka`] with UNKNOWN_TOPIC_OR_PARTITION; [`BrokerError::Stopped`].
+    pub async fn partition_stats(&self, topic: &str, partition: i32) -> Result<PartitionStats, BrokerError> {
+        let name = topic.to_string();
+        self.run(move |state| {
+            handlers::lookup_partition(state, &name, partition).map(|p| PartitionStats {
+                log_start_offset: p.log.log_start_offset(),
+                high_watermark: p.log.high_watermark(),
+                stored_bytes: p.log.size_bytes(),
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                isr: p.isr.clone(),
+            })
+        })
+        .await?
+        .ok_or_else(|| BrokerError::Kafka {
+            code: kafka_protocol::ErrorCode::UnknownTopicOrPartition,
+            message: format!("{topic}-{partition}"),
+        })
     }
 
     /// Stops every listener and connection, then the state task, and waits for all of them.

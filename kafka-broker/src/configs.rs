@@ -365,21 +365,47 @@ pub(crate) fn effective<'a>(
     if let Some(v) = topic_configs.get(def.name) {
         return (v, Source::Topic);
     }
-    if let Some(v) = broker_configs.get(def.broker_name) {
-        return (v, Source::StaticBroker);
-    }
-    // Kafka's coarser broker settings for the same thing.
-    let coarse: &[(&str, i64)] = match def.name {
-        "retention.ms" => &[("log.retention.minutes", 60_000), ("log.retention.hours", 3_600_000)],
-        "segment.ms" => &[("log.roll.hours", 3_600_000)],
-        _ => &[],
-    };
-    for (key, _) in coarse {
-        if let Some(v) = broker_configs.get(*key) {
+    for (key, _) in broker_synonyms(def) {
+        if let Some(v) = broker_configs.get(key) {
             return (v, Source::StaticBroker);
         }
     }
     (def.default, Source::Default)
+}
+
+/// The broker settings `def` inherits from, most specific first, each with the factor that
+/// turns its unit into the topic config's (Kafka's `ServerTopicConfigSynonyms`: the broker
+/// name itself, then Kafka's coarser broker settings for the same thing).
+pub(crate) fn broker_synonyms(def: &ConfigDef) -> Vec<(&'static str, i64)> {
+    let coarse: &[(&'static str, i64)] = match def.name {
+        "retention.ms" => &[("log.retention.minutes", 60_000), ("log.retention.hours", 3_600_000)],
+        "segment.ms" => &[("log.roll.hours", 3_600_000)],
+        _ => &[],
+    };
+    std::iter::once((def.broker_name, 1)).chain(coarse.iter().copied()).collect()
+}
+
+/// The effective value of `def` as DescribeConfigs reports it: like [`effective`], but a value
+/// inherited from a coarser broker setting (`log.retention.hours=2`) is converted to the topic
+/// config's unit (`7200000`).
+pub(crate) fn effective_value(
+    def: &ConfigDef,
+    topic_configs: &BTreeMap<String, String>,
+    broker_configs: &BTreeMap<String, String>,
+) -> (String, Source) {
+    if let Some(v) = topic_configs.get(def.name) {
+        return (v.clone(), Source::Topic);
+    }
+    for (key, factor) in broker_synonyms(def) {
+        if let Some(v) = broker_configs.get(key) {
+            let value = match v.trim().parse::<i64>() {
+                Ok(n) if factor != 1 => n.saturating_mul(factor).to_string(),
+                _ => v.clone(),
+            };
+            return (value, Source::StaticBroker);
+        }
+    }
+    (def.default.to_string(), Source::Default)
 }
 
 /// A topic's resolved settings that the log and the handlers act on.
@@ -482,6 +508,21 @@ mod tests {
         topic.insert("retention.ms".to_string(), "5".to_string());
         assert_eq!(effective(def, &topic, &broker), ("5", Source::Topic));
         assert_eq!(log_settings(&topic, &broker).retention_ms, 5);
+    }
+
+    #[test]
+    fn coarse_broker_settings_are_converted_for_reporting() {
+        let def = topic_config("retention.ms").unwrap();
+        let topic = BTreeMap::new();
+        let mut broker: BTreeMap<String, String> = [("log.retention.hours".to_string(), "2".to_string())].into();
+        assert_eq!(effective_value(def, &topic, &broker), ("7200000".to_string(), Source::StaticBroker));
+        broker.insert("log.retention.minutes".to_string(), "3".to_string());
+        assert_eq!(effective_value(def, &topic, &broker), ("180000".to_string(), Source::StaticBroker));
+        broker.insert("log.retention.ms".to_string(), "42".to_string());
+        assert_eq!(effective_value(def, &topic, &broker), ("42".to_string(), Source::StaticBroker));
+        let policy = topic_config("cleanup.policy").unwrap();
+        assert_eq!(effective_value(policy, &topic, &broker), ("delete".to_string(), Source::Default));
+        assert_eq!(broker_synonyms(policy), vec![("log.cleanup.policy", 1)]);
     }
 
     #[test]

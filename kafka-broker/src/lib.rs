@@ -32,7 +32,7 @@ mod log;
 mod quotas;
 mod server;
 
-pub use cluster::{Cluster, ClusterBuilder};
+pub use cluster::{Cluster, ClusterBuilder, PartitionStats};
 pub use error::BrokerError;
 pub use faults::{
     hold, Action, Chaos, ChaosEvent, ErrorScope, Fault, Hold, InterceptFn, InterceptId, InterceptedRequest, Loss,

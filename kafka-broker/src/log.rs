@@ -125,11 +125,6 @@ impl PartitionLog {
         self.size_bytes
     }
 
-    /// The stored batches, oldest first.
-    pub fn batches(&self) -> impl Iterator<Item = &StoredBatch> {
-        self.batches.iter()
-    }
-
     /// Validates a batch from a producer and appends it, or recognizes it as a retry.
     ///
     /// `data` must hold exactly one record batch (the produce handler checked the count).
@@ -419,8 +414,7 @@ impl PartitionLog {
             return 0;
         }
         let mut deleted = 0;
-        loop {
-            let Some(first) = self.batches.front() else { break };
+        while let Some(first) = self.batches.front() {
             let seg = first.segment;
             let (seg_bytes, seg_max_ts) = self
                 .batches
@@ -522,7 +516,7 @@ fn last_seq(first: i32, count: i32) -> i32 {
 
 fn rewrite_compacted(b: &StoredBatch, newest: &HashMap<Bytes, i64>, now_ms: i64, delete_retention_ms: i64) -> Rewrite {
     let Ok(batch) = RecordBatch::from_bytes(b.data.clone()) else { return Rewrite::Keep };
-    let h = batch.header().clone();
+    let h = *batch.header();
     if h.is_control() {
         return Rewrite::Keep;
     }

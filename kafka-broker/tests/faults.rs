@@ -87,6 +87,9 @@ async fn intercept_error_respond_and_pass() {
     assert_eq!(produce(&mut s, "t", 0, batch(&[b"b"])).await, (0, 1));
     assert_eq!(produce(&mut s, "t", 1, batch(&[b"a"])).await.0, ErrorCode::NotLeaderOrFollower.code());
     assert_eq!(produce(&mut s, "t", 1, batch(&[b"a"])).await, (0, 0), "used up after two");
+    let stats = cluster.partition_stats("t", 1).await.unwrap();
+    assert_eq!((stats.log_start_offset, stats.high_watermark), (0, 1));
+    assert_eq!(stats.stored_bytes, batch(&[b"a"]).len());
     assert_eq!(high_watermark(&mut s, "t", 1).await, 1, "refused requests wrote nothing");
 
     // Respond replaces the answer; remove_intercept stops an Always interceptor.

@@ -189,7 +189,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &FetchRequest) -> Han
             }
         }
     } else {
-        if session_id != 0 && state.fetch_sessions.by_id.get(&session_id).is_none() && epoch == 0 {
+        if session_id != 0 && !state.fetch_sessions.by_id.contains_key(&session_id) && epoch == 0 {
             // Closing an unknown session to open a new one: Kafka answers the error.
             return session_error(ErrorCode::FetchSessionIdNotFound);
         }

@@ -58,7 +58,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ListOffsetsRequest) 
                         LATEST if committed => Some((log.last_stable_offset(), -1)),
                         LATEST => Some((log.high_watermark(), -1)),
                         EARLIEST | EARLIEST_LOCAL => Some((log.log_start_offset(), -1)),
-                        MAX_TIMESTAMP => log.max_timestamp_offset().map(|(o, ts)| (o, ts)),
+                        MAX_TIMESTAMP => log.max_timestamp_offset(),
                         LATEST_TIERED => None,
                         ts if ts >= 0 => log.offset_for_timestamp(ts),
                         _ => {

@@ -1,12 +1,18 @@
 //! One module per API, named like Kafka's APIs (franz-go's kfake layout), each opening with
 //! the versions it supports. Every handler runs on the state task.
 
+pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
+pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_records;
+pub(crate) mod delete_topics;
+pub(crate) mod describe_cluster;
+pub(crate) mod describe_configs;
 pub(crate) mod describe_producers;
 pub(crate) mod errors;
 pub(crate) mod fetch;
+pub(crate) mod incremental_alter_configs;
 pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
@@ -35,6 +41,12 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, describe_producers::MIN_VERSION, describe_producers::MAX_VERSION),
     (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::MIN_VERSION, offset_for_leader_epoch::MAX_VERSION),
     (ApiKey::DeleteRecords, delete_records::MIN_VERSION, delete_records::MAX_VERSION),
+    (ApiKey::DeleteTopics, delete_topics::MIN_VERSION, delete_topics::MAX_VERSION),
+    (ApiKey::DescribeConfigs, describe_configs::MIN_VERSION, describe_configs::MAX_VERSION),
+    (ApiKey::AlterConfigs, alter_configs::MIN_VERSION, alter_configs::MAX_VERSION),
+    (ApiKey::CreatePartitions, create_partitions::MIN_VERSION, create_partitions::MAX_VERSION),
+    (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::MIN_VERSION, incremental_alter_configs::MAX_VERSION),
+    (ApiKey::DescribeCluster, describe_cluster::MIN_VERSION, describe_cluster::MAX_VERSION),
 ];
 
 /// Whether `version` of `api` is implemented.
@@ -106,6 +118,16 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         RequestBody::ApiVersions(r) => ResponseBody::from(api_versions::handle(state, version, r.clone())).into(),
         RequestBody::Metadata(r) => ResponseBody::from(metadata::handle(state, version, r.clone())).into(),
         RequestBody::CreateTopics(r) => ResponseBody::from(create_topics::handle(state, version, r.clone())).into(),
+        RequestBody::DeleteTopics(r) => ResponseBody::from(delete_topics::handle(state, version, r)).into(),
+        RequestBody::DescribeConfigs(r) => {
+            ResponseBody::from(describe_configs::handle(state, ctx.broker, version, r)).into()
+        }
+        RequestBody::AlterConfigs(r) => ResponseBody::from(alter_configs::handle(state, ctx.broker, version, r)).into(),
+        RequestBody::CreatePartitions(r) => ResponseBody::from(create_partitions::handle(state, version, r)).into(),
+        RequestBody::IncrementalAlterConfigs(r) => {
+            ResponseBody::from(incremental_alter_configs::handle(state, ctx.broker, version, r)).into()
+        }
+        RequestBody::DescribeCluster(r) => ResponseBody::from(describe_cluster::handle(state, version, r)).into(),
         _ => Handled::NotImplemented,
     }
 }
@@ -191,4 +213,14 @@ pub(crate) fn find_partition<'a>(
 /// The partition `topic`-`index`, if it exists (no checks, no injected errors).
 pub(crate) fn lookup_partition<'a>(state: &'a State, topic: &str, index: i32) -> Option<&'a Partition> {
     state.topics.get(topic).and_then(|t| usize::try_from(index).ok().and_then(|i| t.partitions.get(i)))
+}
+/// Fails unless `body` encodes at `version`: the encoder refuses a value in a field the
+/// version does not have, which would otherwise surface only as a closed connection.
+#[cfg(test)]
+pub(crate) fn assert_encodes(body: impl Into<ResponseBody>, version: i16) {
+    let body = body.into();
+    let mut out = bytes::BytesMut::new();
+    if let Err(e) = kafka_protocol::frame::encode_response_body(&mut out, 1, &body, version) {
+        panic!("{:?} v{version} does not encode: {e}", body.api_key());
+    }
 }

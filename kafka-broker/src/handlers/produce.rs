@@ -183,7 +183,7 @@ fn produce_one(
     index: i32,
     records: Option<&bytes::Bytes>,
 ) -> Result<Produced, Failure> {
-    if !matches!(acks, -1 | 0 | 1) {
+    if !(-1..=1).contains(&acks) {
         return Err((ErrorCode::InvalidRequiredAcks, format!("Invalid required acks {acks}")).into());
     }
     let (settings, partition) = leader_partition(state, ctx.broker, topic, index, -1).map_err(|e| Failure {
