@@ -78,8 +78,13 @@ impl Conn {
 
 fn main() {
     let mib: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(256);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kafka-broker"))
-        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+    // BROKER_PERF_WRAPPER="valgrind --tool=callgrind" profiles the broker.
+    let wrapper = std::env::var("BROKER_PERF_WRAPPER").unwrap_or_default();
+    let mut argv: Vec<String> = wrapper.split_whitespace().map(str::to_string).collect();
+    argv.push(env!("CARGO_BIN_EXE_kafka-broker").to_string());
+    argv.extend(["--listen", "127.0.0.1:0", "--log-level", "warn"].map(str::to_string));
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -189,7 +194,8 @@ fn main() {
     }
     let fetch_wall = t1.elapsed();
     let fetch_cpu_ns = (cpu_ticks(pid) - cpu1) as f64 * 1e9 / tck as f64;
-    let _ = child.kill();
+    // SIGTERM, so the broker (and a profiler around it) exits cleanly.
+    let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();
 
     let mib_s = |bytes: u64, d: std::time::Duration| bytes as f64 / (1 << 20) as f64 / d.as_secs_f64();

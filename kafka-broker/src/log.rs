@@ -648,3 +648,119 @@ fn validate(data: &Bytes, settings: &LogSettings, now_ms: i64) -> Result<(Record
     }
     Ok((batch, max_ts))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn settings() -> LogSettings {
+        crate::configs::log_settings(&BTreeMap::new(), &BTreeMap::new())
+    }
+
+    fn batch(n: usize, producer: ProducerState, ts: i64) -> Bytes {
+        let mut b = RecordBatchBuilder::new(BatchOptions::default());
+        for i in 0..n {
+            b.append(ts + i as i64, Some(b"k"), Some(b"value"), &[]).unwrap();
+        }
+        b.seal(producer).unwrap()
+    }
+
+    fn idem(pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
+        batch(n, ProducerState { producer_id: pid, producer_epoch: epoch, base_sequence: seq }, 1_000)
+    }
+
+    #[test]
+    fn offsets_are_patched_and_epochs_cached() {
+        let mut log = PartitionLog::default();
+        let s = settings();
+        assert_eq!(log.append(&batch(3, ProducerState::NONE, 1_000), &s, 0, 2_000).unwrap().base_offset, 0);
+        assert_eq!(log.append(&batch(2, ProducerState::NONE, 1_000), &s, 4, 2_000).unwrap().base_offset, 3);
+        let stored = RecordBatch::from_bytes(log.batches.get(1).unwrap().data.clone()).unwrap();
+        assert_eq!((stored.header().base_offset, stored.header().partition_leader_epoch), (3, 4));
+        stored.verify_crc().unwrap();
+        assert_eq!(log.epoch_at(2), 0);
+        assert_eq!(log.epoch_at(3), 4);
+        // Kafka's endOffsetFor: current epoch -> log end; older -> start of the next epoch;
+        // between known epochs -> the floor epoch; newer than current -> undefined.
+        assert_eq!(log.end_offset_for_epoch(4, 4), (4, 5));
+        assert_eq!(log.end_offset_for_epoch(0, 4), (0, 3));
+        assert_eq!(log.end_offset_for_epoch(2, 4), (0, 3));
+        assert_eq!(log.end_offset_for_epoch(9, 4), (-1, -1));
+        assert_eq!(log.end_offset_for_epoch(5, 5), (5, 5), "a new leader's epoch starts at the log end");
+    }
+
+    #[test]
+    fn sequence_checks_follow_kafka() {
+        let mut log = PartitionLog::default();
+        let s = settings();
+        let code = |r: Result<Appended, Refusal>| r.map_err(|e| e.0);
+        assert_eq!(code(log.append(&idem(7, 0, 3, 1), &s, 0, 0)), Err(ErrorCode::UnknownProducerId));
+        assert!(!log.append(&idem(7, 0, 0, 2), &s, 0, 0).unwrap().duplicate);
+        assert!(log.append(&idem(7, 0, 0, 2), &s, 0, 0).unwrap().duplicate);
+        assert_eq!(code(log.append(&idem(7, 0, 1, 1), &s, 0, 0)), Err(ErrorCode::OutOfOrderSequenceNumber));
+        assert_eq!(code(log.append(&idem(7, 0, 3, 1), &s, 0, 0)), Err(ErrorCode::OutOfOrderSequenceNumber));
+        assert!(!log.append(&idem(7, 0, 2, 1), &s, 0, 0).unwrap().duplicate);
+        assert_eq!(code(log.append(&idem(7, 1, 5, 1), &s, 0, 0)), Err(ErrorCode::OutOfOrderSequenceNumber));
+        assert!(!log.append(&idem(7, 1, 0, 1), &s, 0, 0).unwrap().duplicate);
+        assert_eq!(code(log.append(&idem(7, 0, 3, 1), &s, 0, 0)), Err(ErrorCode::InvalidProducerEpoch));
+        assert_eq!(log.producers[&7].last_seq(), 0);
+        assert_eq!(log.log_end_offset(), 4);
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        assert_eq!(last_seq(i32::MAX, 1), i32::MAX);
+        assert_eq!(last_seq(i32::MAX, 2), 0);
+        assert_eq!(last_seq(i32::MAX - 1, 4), 1);
+        let mut log = PartitionLog::default();
+        let s = settings();
+        // A producer whose state is known, near the wrap.
+        log.producers.insert(
+            9,
+            ProducerEntry {
+                epoch: 0,
+                batches: [ProducerBatch { first_seq: i32::MAX - 2, last_seq: i32::MAX - 1, base_offset: 0, last_offset: 1, timestamp: 0 }]
+                    .into(),
+                last_timestamp: 0,
+            },
+        );
+        assert!(log.append(&idem(9, 0, i32::MAX, 2), &s, 0, 0).is_ok(), "MAX then 0");
+        assert!(log.append(&idem(9, 0, 1, 1), &s, 0, 0).is_ok());
+    }
+
+    #[test]
+    fn reads_slice_by_bytes_and_honour_kip_74() {
+        let mut log = PartitionLog::default();
+        let s = settings();
+        let b = batch(10, ProducerState::NONE, 1_000);
+        let len = b.len();
+        for _ in 0..3 {
+            log.append(&b, &s, 0, 0).unwrap();
+        }
+        let r = log.read(0, len * 2 + 10, false, log.high_watermark());
+        assert_eq!((r.complete_batches, r.records.len()), (2, len * 2 + 10));
+        let r = log.read(0, 5, true, log.high_watermark());
+        assert_eq!((r.complete_batches, r.records.len()), (1, len), "the first batch whole");
+        let r = log.read(0, 5, false, log.high_watermark());
+        assert_eq!((r.complete_batches, r.records.len()), (0, 5));
+        let r = log.read(15, 1 << 20, false, 20);
+        assert_eq!((r.complete_batches, r.records.len()), (1, len), "from the batch holding 15, below the limit");
+    }
+
+    #[test]
+    fn validation_refuses_bad_batches() {
+        let s = settings();
+        let mut log = PartitionLog::default();
+        let mut corrupt = batch(2, ProducerState::NONE, 1_000).to_vec();
+        let n = corrupt.len();
+        corrupt[n - 1] ^= 1;
+        assert_eq!(log.append(&corrupt.into(), &s, 0, 0).unwrap_err().0, ErrorCode::CorruptMessage);
+        let small = LogSettings { max_message_bytes: 10, ..s.clone() };
+        assert_eq!(log.append(&batch(1, ProducerState::NONE, 0), &small, 0, 0).unwrap_err().0, ErrorCode::MessageTooLarge);
+        let strict = LogSettings { timestamp_after_max_ms: 1000, ..s };
+        assert_eq!(log.append(&batch(1, ProducerState::NONE, 10_000), &strict, 0, 0).unwrap_err().0, ErrorCode::InvalidTimestamp);
+        assert_eq!(log.log_end_offset(), 0);
+    }
+}
