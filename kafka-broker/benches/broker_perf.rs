@@ -83,11 +83,7 @@ fn main() {
     let mut argv: Vec<String> = wrapper.split_whitespace().map(str::to_string).collect();
     argv.push(env!("CARGO_BIN_EXE_kafka-broker").to_string());
     argv.extend(["--listen", "127.0.0.1:0", "--log-level", "warn"].map(str::to_string));
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let bootstrap = loop {

@@ -3,11 +3,14 @@
 //! A Kafka cluster in memory, speaking the real wire protocol over TCP, for tests: Rust users
 //! start it inside `cargo test` (no JVM, no Docker), and any Kafka client can connect to it.
 //!
-//! **Status:** the first slice of the bundled broker. Implemented today: several brokers in one
-//! process, each with its own listener and node id; ApiVersions (advertising exactly what is
-//! implemented), Metadata (all versions, topic ids, auto-creation) and CreateTopics (Kafka's
-//! validation, explicit assignments, `validate_only`). Produce, Fetch, the other APIs and the
-//! fault-injection API are being added (see the project README).
+//! **Status:** several brokers in one process with leaders, replicas and an ISR; the APIs a
+//! producer, a consumer without a group and an admin client need (ApiVersions, Metadata,
+//! Produce, Fetch with sessions and long polling, ListOffsets, OffsetForLeaderEpoch,
+//! InitProducerId, DescribeProducers, DeleteRecords, CreateTopics, DeleteTopics,
+//! CreatePartitions, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster);
+//! logs with idempotence, retention and compaction; client quotas; and the fault-injection API
+//! ([`Cluster::intercept`], [`Cluster::push_errors`], [`Cluster::stop_broker`],
+//! [`Cluster::set_chaos`], ...). The group and transaction coordinators are not there yet.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

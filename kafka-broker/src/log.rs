@@ -721,8 +721,14 @@ mod tests {
             9,
             ProducerEntry {
                 epoch: 0,
-                batches: [ProducerBatch { first_seq: i32::MAX - 2, last_seq: i32::MAX - 1, base_offset: 0, last_offset: 1, timestamp: 0 }]
-                    .into(),
+                batches: [ProducerBatch {
+                    first_seq: i32::MAX - 2,
+                    last_seq: i32::MAX - 1,
+                    base_offset: 0,
+                    last_offset: 1,
+                    timestamp: 0,
+                }]
+                .into(),
                 last_timestamp: 0,
             },
         );
@@ -758,9 +764,15 @@ mod tests {
         corrupt[n - 1] ^= 1;
         assert_eq!(log.append(&corrupt.into(), &s, 0, 0).unwrap_err().0, ErrorCode::CorruptMessage);
         let small = LogSettings { max_message_bytes: 10, ..s.clone() };
-        assert_eq!(log.append(&batch(1, ProducerState::NONE, 0), &small, 0, 0).unwrap_err().0, ErrorCode::MessageTooLarge);
+        assert_eq!(
+            log.append(&batch(1, ProducerState::NONE, 0), &small, 0, 0).unwrap_err().0,
+            ErrorCode::MessageTooLarge
+        );
         let strict = LogSettings { timestamp_after_max_ms: 1000, ..s };
-        assert_eq!(log.append(&batch(1, ProducerState::NONE, 10_000), &strict, 0, 0).unwrap_err().0, ErrorCode::InvalidTimestamp);
+        assert_eq!(
+            log.append(&batch(1, ProducerState::NONE, 10_000), &strict, 0, 0).unwrap_err().0,
+            ErrorCode::InvalidTimestamp
+        );
         assert_eq!(log.log_end_offset(), 0);
     }
 }
