@@ -6,11 +6,12 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use bytes::{Bytes, BytesMut};
+use common::*;
 use kafka_broker::Cluster;
-use kafka_protocol::frame::{self, FrameDecoder};
 use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -19,37 +20,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::primitives::Uuid;
-use kafka_protocol::{ApiKey, ErrorCode, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::{ApiKey, ErrorCode};
 use tokio::net::TcpStream;
-
-async fn connect(cluster: &Cluster) -> TcpStream {
-    let (_, addr) = cluster.broker_addrs()[0];
-    TcpStream::connect(addr).await.unwrap()
-}
-
-async fn read_frame(stream: &mut TcpStream) -> Option<Bytes> {
-    let mut dec = FrameDecoder::default();
-    let mut buf = BytesMut::new();
-    loop {
-        if let Some(f) = dec.decode(&mut buf).unwrap() {
-            return Some(f);
-        }
-        if stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-            return None;
-        }
-    }
-}
-
-async fn call<R: Request>(stream: &mut TcpStream, correlation_id: i32, req: &R, version: i16) -> R::Response {
-    let mut out = BytesMut::new();
-    frame::encode_request(&mut out, correlation_id, Some("admin-test"), req, version).unwrap();
-    stream.write_all(&out).await.unwrap();
-    let frame = read_frame(stream).await.expect("a response");
-    let (corr, resp) = frame::decode_response::<R::Response>(frame, version).unwrap();
-    assert_eq!(corr, correlation_id);
-    resp
-}
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;

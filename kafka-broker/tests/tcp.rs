@@ -4,9 +4,12 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use common::*;
 use kafka_broker::Cluster;
 use kafka_protocol::frame::{self, FrameDecoder};
 use kafka_protocol::messages::create_topics_request::{
@@ -14,43 +17,8 @@ use kafka_protocol::messages::create_topics_request::{
 };
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
-use kafka_protocol::{ApiKey, ErrorCode, Request};
+use kafka_protocol::{ApiKey, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-async fn connect(cluster: &Cluster) -> TcpStream {
-    let (_, addr) = cluster.broker_addrs()[0];
-    TcpStream::connect(addr).await.unwrap()
-}
-
-async fn read_frame(stream: &mut TcpStream) -> Option<Bytes> {
-    let mut dec = FrameDecoder::default();
-    let mut buf = BytesMut::new();
-    loop {
-        if let Some(f) = dec.decode(&mut buf).unwrap() {
-            return Some(f);
-        }
-        if stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-            return None;
-        }
-    }
-}
-
-async fn call<R: Request>(stream: &mut TcpStream, correlation_id: i32, req: &R, version: i16) -> R::Response {
-    let mut out = BytesMut::new();
-    frame::encode_request(&mut out, correlation_id, Some("tcp-test"), req, version).unwrap();
-    stream.write_all(&out).await.unwrap();
-    let frame = read_frame(stream).await.expect("a response");
-    let (corr, resp) = frame::decode_response::<R::Response>(frame, version).unwrap();
-    assert_eq!(corr, correlation_id);
-    resp
-}
-
-/// True when the broker closed the connection (read returns 0 or an error).
-async fn closed(stream: &mut TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    matches!(tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
-}
 
 #[tokio::test]
 async fn api_versions_advertises_exactly_what_is_implemented() {

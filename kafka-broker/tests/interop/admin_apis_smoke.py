@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from interop_common import check, finish, start_broker
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
@@ -22,19 +23,10 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-results = {"passed": 0, "failed": 0}
 
 # librdkafka's name for UNKNOWN_TOPIC_OR_PARTITION.
 UNKNOWN_TOPIC = "UNKNOWN_TOPIC_OR_PART"
 
-
-def check(what, cond, detail=""):
-    if cond:
-        results["passed"] += 1
-        print(f"ok   {what}")
-    else:
-        results["failed"] += 1
-        print(f"FAIL {what} {detail}")
 
 
 def error_name(future):
@@ -46,22 +38,6 @@ def error_name(future):
         return e.args[0].name()
 
 
-def start_broker(binary):
-    proc = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--brokers", "3", "--partitions", "2", "--log-level", "warn"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("bootstrap.servers="):
-            return proc, line.strip().split("=", 1)[1]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit("broker did not start")
-
 
 def topic_config(admin, topic, name):
     res = ConfigResource(ResourceType.TOPIC, topic)
@@ -70,7 +46,7 @@ def topic_config(admin, topic, name):
 
 
 def main():
-    proc, bootstrap = start_broker(sys.argv[1])
+    proc, bootstrap = start_broker(sys.argv[1], partitions=2)
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": "interop-admin-apis"})
 
@@ -133,8 +109,7 @@ def main():
         except subprocess.TimeoutExpired:
             proc.kill()
             check("broker exits cleanly on SIGTERM", False, "timed out")
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    sys.exit(1 if results["failed"] else 0)
+    finish()
 
 
 if __name__ == "__main__":

@@ -11,40 +11,16 @@ import subprocess
 import sys
 import time
 
+from interop_common import check, finish, start_broker
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-results = {"passed": 0, "failed": 0}
 
 
-def check(what, cond, detail=""):
-    if cond:
-        results["passed"] += 1
-        print(f"ok   {what}")
-    else:
-        results["failed"] += 1
-        print(f"FAIL {what} {detail}")
-
-
-def start_broker(binary):
-    proc = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--brokers", "3", "--partitions", "4", "--log-level", "warn"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("bootstrap.servers="):
-            return proc, line.strip().split("=", 1)[1]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit("broker did not start")
 
 
 def main():
-    proc, bootstrap = start_broker(sys.argv[1])
+    proc, bootstrap = start_broker(sys.argv[1], partitions=4)
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": "interop-admin"})
         md = admin.list_topics(timeout=10)
@@ -103,8 +79,7 @@ def main():
         except subprocess.TimeoutExpired:
             proc.kill()
             check("broker exits cleanly on SIGTERM", False, "timed out")
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    sys.exit(1 if results["failed"] else 0)
+    finish()
 
 
 if __name__ == "__main__":
