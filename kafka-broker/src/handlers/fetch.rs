@@ -384,8 +384,13 @@ fn read_partition(
     remaining: &mut usize,
     min_one: &mut bool,
 ) -> Result<PartitionData, PartitionError> {
-    let racks: Vec<(i32, Option<String>)> = state.brokers.iter().map(|b| (b.node_id, b.rack.clone())).collect();
-    let rack_aware = state.settings.rack_aware_replica_selector;
+    // Only rack-aware fetches need the brokers' racks (copied out: the partition borrow below
+    // holds the state).
+    let racks: Vec<(i32, Option<String>)> = match (rack, state.settings.rack_aware_replica_selector) {
+        (Some(_), true) => state.brokers.iter().map(|b| (b.node_id, b.rack.clone())).collect(),
+        _ => Vec::new(),
+    };
+    let rack_aware = !racks.is_empty();
     let (_, partition) = find_partition(state, &sp.topic, sp.partition)?;
     let is_leader = partition.leader == broker;
     // Consumers that send their rack (v11+) may read from any in-sync replica (KIP-392).
