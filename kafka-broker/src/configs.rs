@@ -356,23 +356,6 @@ impl Source {
     }
 }
 
-/// The effective value of `def` for a topic with `topic_configs`, given the broker settings.
-pub(crate) fn effective<'a>(
-    def: &'a ConfigDef,
-    topic_configs: &'a BTreeMap<String, String>,
-    broker_configs: &'a BTreeMap<String, String>,
-) -> (&'a str, Source) {
-    if let Some(v) = topic_configs.get(def.name) {
-        return (v, Source::Topic);
-    }
-    for (key, _) in broker_synonyms(def) {
-        if let Some(v) = broker_configs.get(key) {
-            return (v, Source::StaticBroker);
-        }
-    }
-    (def.default, Source::Default)
-}
-
 /// The broker settings `def` inherits from, most specific first, each with the factor that
 /// turns its unit into the topic config's (Kafka's `ServerTopicConfigSynonyms`: the broker
 /// name itself, then Kafka's coarser broker settings for the same thing).
@@ -385,9 +368,10 @@ pub(crate) fn broker_synonyms(def: &ConfigDef) -> Vec<(&'static str, i64)> {
     std::iter::once((def.broker_name, 1)).chain(coarse.iter().copied()).collect()
 }
 
-/// The effective value of `def` as DescribeConfigs reports it: like [`effective`], but a value
-/// inherited from a coarser broker setting (`log.retention.hours=2`) is converted to the topic
-/// config's unit (`7200000`).
+/// The effective value of `def` for a topic with `topic_configs`, given the broker settings,
+/// and where it comes from. A value inherited from a coarser broker setting
+/// (`log.retention.hours=2`) is converted to the topic config's unit (`7200000`), for
+/// DescribeConfigs and the log alike.
 pub(crate) fn effective_value(
     def: &ConfigDef,
     topic_configs: &BTreeMap<String, String>,
@@ -431,32 +415,15 @@ pub(crate) fn log_settings(
     topic_configs: &BTreeMap<String, String>,
     broker_configs: &BTreeMap<String, String>,
 ) -> LogSettings {
+    // Coarse broker synonyms (log.retention.hours, log.roll.hours, ...) come back scaled to
+    // the topic config's unit.
     let get = |name: &str| -> (String, Source) {
         match topic_config(name) {
-            Some(def) => {
-                let (v, s) = effective(def, topic_configs, broker_configs);
-                (v.to_string(), s)
-            }
+            Some(def) => effective_value(def, topic_configs, broker_configs),
             None => (String::new(), Source::Default),
         }
     };
-    let long = |name: &str, default: i64| -> i64 {
-        let (v, _) = get(name);
-        let n = v.trim().parse::<i64>().unwrap_or(default);
-        // log.retention.minutes/hours are in coarser units.
-        if name == "retention.ms"
-            && !topic_configs.contains_key(name)
-            && !broker_configs.contains_key("log.retention.ms")
-        {
-            if broker_configs.contains_key("log.retention.minutes") {
-                return n.saturating_mul(60_000);
-            }
-            if broker_configs.contains_key("log.retention.hours") {
-                return n.saturating_mul(3_600_000);
-            }
-        }
-        n
-    };
+    let long = |name: &str, default: i64| -> i64 { get(name).0.trim().parse::<i64>().unwrap_or(default) };
     let policy = get("cleanup.policy").0;
     LogSettings {
         retention_ms: long("retention.ms", 604_800_000),
@@ -502,11 +469,11 @@ mod tests {
         let mut topic = BTreeMap::new();
         let mut broker = BTreeMap::new();
         let def = topic_config("retention.ms").unwrap();
-        assert_eq!(effective(def, &topic, &broker), ("604800000", Source::Default));
+        assert_eq!(effective_value(def, &topic, &broker), ("604800000".to_string(), Source::Default));
         broker.insert("log.retention.ms".to_string(), "1000".to_string());
-        assert_eq!(effective(def, &topic, &broker), ("1000", Source::StaticBroker));
+        assert_eq!(effective_value(def, &topic, &broker), ("1000".to_string(), Source::StaticBroker));
         topic.insert("retention.ms".to_string(), "5".to_string());
-        assert_eq!(effective(def, &topic, &broker), ("5", Source::Topic));
+        assert_eq!(effective_value(def, &topic, &broker), ("5".to_string(), Source::Topic));
         assert_eq!(log_settings(&topic, &broker).retention_ms, 5);
     }
 
@@ -523,6 +490,12 @@ mod tests {
         let policy = topic_config("cleanup.policy").unwrap();
         assert_eq!(effective_value(policy, &topic, &broker), ("delete".to_string(), Source::Default));
         assert_eq!(broker_synonyms(policy), vec![("log.cleanup.policy", 1)]);
+    }
+
+    #[test]
+    fn coarse_roll_setting_is_scaled() {
+        let broker: BTreeMap<String, String> = [("log.roll.hours".to_string(), "1".to_string())].into();
+        assert_eq!(log_settings(&BTreeMap::new(), &broker).segment_ms, 3_600_000);
     }
 
     #[test]
