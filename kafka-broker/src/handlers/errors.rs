@@ -1,5 +1,6 @@
 //! Error answers built from a request: every partition (or the whole response, for APIs
-//! without partitions) carries the given code. Used for injected errors; the layout is the
+//! without partitions) carries the given code. Used for injected errors and for versions
+//! Kafka 4 removed; the layout is the
 //! one a real broker sends when it refuses the request.
 
 use kafka_protocol::messages::*;
@@ -10,24 +11,8 @@ use kafka_protocol::ErrorCode;
 pub(crate) fn error_response(body: &RequestBody, version: i16, code: ErrorCode) -> Option<ResponseBody> {
     let c = code.code();
     Some(match body {
-        RequestBody::Produce(r) => {
-            let mut resp = super::produce::unsupported(r);
-            for t in &mut resp.responses {
-                for p in &mut t.partition_responses {
-                    p.error_code = c;
-                }
-            }
-            resp.into()
-        }
-        RequestBody::Fetch(r) => {
-            let mut resp = super::fetch::unsupported(r, version);
-            for t in &mut resp.responses {
-                for p in &mut t.partitions {
-                    p.error_code = c;
-                }
-            }
-            resp.into()
-        }
+        RequestBody::Produce(r) => super::produce::refuse_all(r, code).into(),
+        RequestBody::Fetch(r) => super::fetch::refuse_all(r, version, code).into(),
         RequestBody::ListOffsets(r) => ListOffsetsResponse {
             topics: r
                 .topics

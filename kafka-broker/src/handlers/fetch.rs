@@ -99,15 +99,15 @@ fn partition_error(partition: i32, code: ErrorCode, hw: i64, log_start: i64) -> 
     }
 }
 
-/// Answers a Fetch at a version below [`MIN_VERSION`]: every partition UNSUPPORTED_VERSION.
-pub(crate) fn unsupported(req: &FetchRequest, version: i16) -> FetchResponse {
+/// Refuses every partition of `req` with `code` (removed versions, injected errors).
+pub(crate) fn refuse_all(req: &FetchRequest, version: i16, code: ErrorCode) -> FetchResponse {
     FetchResponse {
         responses: req
             .topics
             .iter()
             .map(|t| {
                 let parts: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
-                topic_error(version, &t.topic, t.topic_id, &parts, ErrorCode::UnsupportedVersion)
+                topic_error(version, &t.topic, t.topic_id, &parts, code)
             })
             .collect(),
         ..Default::default()
@@ -116,9 +116,6 @@ pub(crate) fn unsupported(req: &FetchRequest, version: i16) -> FetchResponse {
 
 pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &FetchRequest) -> Handled {
     let version = ctx.version;
-    if version < MIN_VERSION {
-        return Handled::Respond(unsupported(req, version).into());
-    }
     // Followers replicate from leaders in Kafka; here replication is simulated and only
     // consumers fetch.
     let sessions_on = version >= 7;

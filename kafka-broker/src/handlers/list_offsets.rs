@@ -40,10 +40,6 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ListOffsetsRequest) 
                         leader_epoch: -1,
                         ..Default::default()
                     };
-                    if version < MIN_VERSION {
-                        r.error_code = ErrorCode::UnsupportedVersion.code();
-                        return r;
-                    }
                     let epoch_check = if version >= 4 { p.current_leader_epoch } else { -1 };
                     let (_, partition) =
                         match leader_partition(state, ctx.broker, &t.name, p.partition_index, epoch_check) {

@@ -94,13 +94,16 @@ pub(crate) struct Ctx<'a> {
 pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Handled {
     let version = ctx.version;
     // Versions Kafka 4 removed get Kafka's error answer rather than a closed connection.
-    match body {
-        RequestBody::Produce(r) if version < produce::MIN_VERSION => return produce::handle(state, ctx, r),
-        RequestBody::Fetch(r) if version < fetch::MIN_VERSION => return fetch::handle(state, ctx, r),
-        RequestBody::ListOffsets(r) if version < list_offsets::MIN_VERSION => {
-            return list_offsets::handle(state, ctx, r)
+    let removed = match body {
+        RequestBody::Produce(_) => version < produce::MIN_VERSION,
+        RequestBody::Fetch(_) => version < fetch::MIN_VERSION,
+        RequestBody::ListOffsets(_) => version < list_offsets::MIN_VERSION,
+        _ => false,
+    };
+    if removed {
+        if let Some(answer) = errors::error_response(body, version, ErrorCode::UnsupportedVersion) {
+            return Handled::Respond(answer);
         }
-        _ => {}
     }
     if !supports(body.api_key(), version) {
         return Handled::NotImplemented;

@@ -31,19 +31,15 @@ fn refused(index: i32, code: ErrorCode, message: Option<String>) -> PartitionPro
     }
 }
 
-/// Answers a Produce at a version below [`MIN_VERSION`]: every partition UNSUPPORTED_VERSION.
-pub(crate) fn unsupported(req: &ProduceRequest) -> ProduceResponse {
+/// Refuses every partition of `req` with `code` (removed versions, injected errors).
+pub(crate) fn refuse_all(req: &ProduceRequest, code: ErrorCode) -> ProduceResponse {
     ProduceResponse {
         responses: req
             .topic_data
             .iter()
             .map(|t| TopicProduceResponse {
                 name: t.name.clone(),
-                partition_responses: t
-                    .partition_data
-                    .iter()
-                    .map(|p| refused(p.index, ErrorCode::UnsupportedVersion, None))
-                    .collect(),
+                partition_responses: t.partition_data.iter().map(|p| refused(p.index, code, None)).collect(),
                 ..Default::default()
             })
             .collect(),
@@ -52,9 +48,6 @@ pub(crate) fn unsupported(req: &ProduceRequest) -> ProduceResponse {
 }
 
 pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ProduceRequest) -> Handled {
-    if ctx.version < MIN_VERSION {
-        return Handled::Respond(unsupported(req).into());
-    }
     let acks = req.acks;
     let mut any_error: Option<String> = None;
     let mut leaders_named: Vec<i32> = Vec::new();
