@@ -92,7 +92,8 @@ impl Client {
         let (metadata, _) = watch::channel(Arc::new(Metadata::default()));
         let mut nodes = HashMap::new();
         for (i, server) in config.bootstrap_servers.iter().enumerate() {
-            let (host, port) = parse_host_port(server).map_err(|r| crate::config::config_error("bootstrap.servers", &r))?;
+            let (host, port) =
+                parse_host_port(server).map_err(|r| crate::config::config_error("bootstrap.servers", &r))?;
             let node_id = -1 - i as i32;
             nodes.insert(node_id, Arc::new(NodeSlot::new(BrokerAddress { node_id, host, port })));
         }
@@ -383,7 +384,8 @@ async fn metadata_task(inner: Weak<Inner>, shutdown: Arc<Notify>, refresh_wanted
         }
         if let Some(at) = last_refresh {
             let since = at.elapsed();
-            let min_gap = if failures > 0 { backoff_for(retry_backoff, retry_backoff_max, failures) } else { retry_backoff };
+            let min_gap =
+                if failures > 0 { backoff_for(retry_backoff, retry_backoff_max, failures) } else { retry_backoff };
             if since < min_gap {
                 tokio::select! {
                     _ = tokio::time::sleep(min_gap - since) => {}

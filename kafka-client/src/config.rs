@@ -92,7 +92,10 @@ impl ClientConfig {
             "receive.message.max.bytes" => self.max_response_size = parse_num(key, value, 1024, i32::MAX as u64)?,
             "security.protocol" => {
                 if !value.eq_ignore_ascii_case("PLAINTEXT") {
-                    return Err(config_error(key, "only PLAINTEXT is supported by this version (TLS and SASL come next)"));
+                    return Err(config_error(
+                        key,
+                        "only PLAINTEXT is supported by this version (TLS and SASL come next)",
+                    ));
                 }
             }
             _ => return Ok(false),
@@ -277,9 +280,8 @@ impl ProducerConfig {
             "delivery.timeout.ms" => self.delivery_timeout = parse_ms(key, value, 1)?,
             "max.block.ms" => self.max_block = parse_ms(key, value, 0)?,
             "compression.type" | "compression.codec" => {
-                self.compression = value
-                    .parse()
-                    .map_err(|_| config_error(key, "expected none, gzip, snappy, lz4 or zstd"))?;
+                self.compression =
+                    value.parse().map_err(|_| config_error(key, "expected none, gzip, snappy, lz4 or zstd"))?;
             }
             "compression.level" | "compression.gzip.level" | "compression.lz4.level" | "compression.zstd.level" => {
                 let level: i32 = value.parse().map_err(|_| config_error(key, "expected an integer"))?;

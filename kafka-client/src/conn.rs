@@ -113,7 +113,10 @@ struct Outgoing {
     written: Option<oneshot::Sender<Result<Bytes>>>,
 }
 
+static NEXT_CONNECTION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 struct Shared {
+    id: u64,
     address: BrokerAddress,
     label: String,
     in_flight: Mutex<VecDeque<Pending>>,
@@ -160,10 +163,11 @@ impl Shared {
     }
 
     fn close_reason(&self) -> Error {
-        self.closed.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_else(|| Error::Disconnected {
-            broker: self.label.clone(),
-            reason: "closed".to_owned(),
-        })
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| Error::Disconnected { broker: self.label.clone(), reason: "closed".to_owned() })
     }
 
     fn disconnected(&self, reason: impl Into<String>) -> Error {
@@ -260,7 +264,10 @@ async fn handshake(stream: &mut Box<dyn Transport>, label: &str, config: &Client
             continue;
         }
         if let Some(code) = code.err() {
-            return Err(Error::Connect { broker: label.to_owned(), reason: format!("ApiVersions failed: {}", code.name()) });
+            return Err(Error::Connect {
+                broker: label.to_owned(),
+                reason: format!("ApiVersions failed: {}", code.name()),
+            });
         }
         return Ok(ApiVersionTable::from_response(&response));
     }
@@ -273,9 +280,13 @@ async fn read_one_frame(stream: &mut Box<dyn Transport>, label: &str, max: usize
         broker: label.to_owned(),
         reason: format!("connection closed during the handshake ({e}); is this a Kafka listener?"),
     })?;
-    let size = frame::check_frame_size(prefix, max).map_err(|source| Error::Protocol { broker: label.to_owned(), source })?;
+    let size =
+        frame::check_frame_size(prefix, max).map_err(|source| Error::Protocol { broker: label.to_owned(), source })?;
     let mut body = BytesMut::zeroed(size);
-    stream.read_exact(&mut body).await.map_err(|e| Error::Connect { broker: label.to_owned(), reason: e.to_string() })?;
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| Error::Connect { broker: label.to_owned(), reason: e.to_string() })?;
     Ok(body.freeze())
 }
 
@@ -288,6 +299,7 @@ impl Connection {
         config: &ClientConfig,
     ) -> Connection {
         let shared = Arc::new(Shared {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             address,
             label,
             in_flight: Mutex::new(VecDeque::new()),
@@ -309,6 +321,11 @@ impl Connection {
             client_id: Arc::from(config.client_id.as_str()),
             request_timeout: config.request_timeout,
         }
+    }
+
+    /// A number unique to this connection in the process (a reconnect gets a new one).
+    pub fn id(&self) -> u64 {
+        self.shared.id
     }
 
     /// The broker this connection talks to.
@@ -371,14 +388,9 @@ impl Connection {
         timeout: Duration,
     ) -> Result<impl std::future::Future<Output = Result<Bytes>> + Send + 'static> {
         let correlation_id = self.correlation.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-        let chunks = frame::encode_request_chunked(
-            correlation_id,
-            Some(&self.client_id),
-            request,
-            version,
-            CHUNK_THRESHOLD,
-        )
-        .map_err(|source| Error::Protocol { broker: self.shared.label.clone(), source })?;
+        let chunks =
+            frame::encode_request_chunked(correlation_id, Some(&self.client_id), request, version, CHUNK_THRESHOLD)
+                .map_err(|source| Error::Protocol { broker: self.shared.label.clone(), source })?;
         let (reply, rx) = oneshot::channel();
         let outgoing = if expect_response {
             Outgoing {
@@ -583,7 +595,8 @@ async fn reader(shared: Arc<Shared>, mut read: tokio::io::ReadHalf<Box<dyn Trans
 
 /// Hands a response frame to the oldest request in flight, checking its correlation id.
 fn deliver(shared: &Shared, frame: Bytes) -> Result<()> {
-    let id = frame::peek_correlation_id(&frame).map_err(|source| Error::Protocol { broker: shared.label.clone(), source })?;
+    let id = frame::peek_correlation_id(&frame)
+        .map_err(|source| Error::Protocol { broker: shared.label.clone(), source })?;
     let front = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
     match front {
         Some(p) if p.correlation_id == id => {
@@ -601,4 +614,3 @@ fn deliver(shared: &Shared, frame: Bytes) -> Result<()> {
         None => Err(shared.disconnected(format!("unexpected response with correlation id {id}"))),
     }
 }
-

@@ -37,5 +37,5 @@ pub mod producer;
 pub use client::Client;
 pub use config::{Acks, ClientConfig, ProducerConfig};
 pub use error::{DeliveryError, Error, Persistence, Result};
-pub use producer::{DeliveryFuture, Header, Partitioner, Producer, ProducerRecord, RecordMetadata};
 pub use kafka_protocol::compression::Compression;
+pub use producer::{DeliveryFuture, Header, Partitioner, Producer, ProducerRecord, RecordMetadata};

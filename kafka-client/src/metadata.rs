@@ -96,7 +96,10 @@ impl Metadata {
             .iter()
             .filter_map(|b| {
                 let port = u16::try_from(b.port).ok()?;
-                Some((b.node_id, BrokerMetadata { node_id: b.node_id, host: b.host.clone(), port, rack: b.rack.clone() }))
+                Some((
+                    b.node_id,
+                    BrokerMetadata { node_id: b.node_id, host: b.host.clone(), port, rack: b.rack.clone() },
+                ))
             })
             .collect();
         let mut topics = self.topics.clone();
@@ -118,7 +121,9 @@ impl Metadata {
                         offline_replicas: p.offline_replicas.clone(),
                     };
                     match old.and_then(|o| o.partition(p.partition_index)) {
-                        Some(known) if fresh.leader_epoch >= 0 && known.leader_epoch > fresh.leader_epoch => known.clone(),
+                        Some(known) if fresh.leader_epoch >= 0 && known.leader_epoch > fresh.leader_epoch => {
+                            known.clone()
+                        }
                         _ => fresh,
                     }
                 })
@@ -151,8 +156,18 @@ mod tests {
             topics: vec![MetadataResponseTopic {
                 name: Some("t".into()),
                 partitions: vec![
-                    MetadataResponsePartition { partition_index: 1, leader_id: leader, leader_epoch: epoch, ..Default::default() },
-                    MetadataResponsePartition { partition_index: 0, leader_id: 1, leader_epoch: 0, ..Default::default() },
+                    MetadataResponsePartition {
+                        partition_index: 1,
+                        leader_id: leader,
+                        leader_epoch: epoch,
+                        ..Default::default()
+                    },
+                    MetadataResponsePartition {
+                        partition_index: 0,
+                        leader_id: 1,
+                        leader_epoch: 0,
+                        ..Default::default()
+                    },
                 ],
                 ..Default::default()
             }],

@@ -71,7 +71,12 @@ pub(crate) struct PartitionQueue {
 
 impl PartitionQueue {
     fn new(topic: Arc<str>, partition: i32) -> Self {
-        PartitionQueue { topic, partition, has_leader: AtomicBool::new(true), state: Mutex::new(PartitionState::default()) }
+        PartitionQueue {
+            topic,
+            partition,
+            has_leader: AtomicBool::new(true),
+            state: Mutex::new(PartitionState::default()),
+        }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, PartitionState> {
@@ -131,6 +136,10 @@ pub(crate) struct PartitionState {
     /// Batches of this partition in flight, and the broker they went to.
     pub in_flight: usize,
     pub in_flight_node: i32,
+    /// The connection those batches went out on: more may follow only on the same one, so
+    /// that a batch can never reach the broker ahead of an earlier one whose connection
+    /// failed (its failure may not have been handled yet).
+    pub in_flight_conn: u64,
     /// A batch came back for a retry: until it succeeds, one batch at a time, so that a
     /// retry can never overtake or be overtaken.
     pub retrying: bool,
@@ -168,6 +177,22 @@ impl PartitionState {
     pub fn requeue(&mut self, batch: QueuedBatch) {
         let at = self.queue.iter().position(|b| b.ordinal > batch.ordinal).unwrap_or(self.queue.len());
         self.queue.insert(at, batch);
+    }
+
+    /// The batch with this ordinal was definitely not written under `epoch`: neither was any
+    /// later batch of that epoch (the broker appends a producer's batches only in sequence),
+    /// so their earlier unknown outcomes are resolved as "not written".
+    pub fn resolve_not_written_after(&mut self, ordinal: u64, epoch: i16) {
+        for b in self.queue.iter_mut() {
+            if b.ordinal > ordinal && b.has_sequence() && b.producer.producer_epoch == epoch {
+                b.ambiguous = false;
+            }
+        }
+    }
+
+    /// Whether a queued batch has an unresolved unknown outcome under its sequence.
+    pub fn has_unresolved(&self) -> bool {
+        self.queue.iter().any(|b| b.ambiguous && b.has_sequence())
     }
 
     /// Forgets completed batches at the front of `pending`.

@@ -47,8 +47,8 @@ use tokio::time::Instant;
 pub use kafka_protocol::records::Header;
 
 use self::accumulator::{Accumulator, AppendSettings, TopicQueues};
-pub use self::batch::{DeliveryFuture, RecordMetadata};
 use self::batch::{BatchDone, BatchShared};
+pub use self::batch::{DeliveryFuture, RecordMetadata};
 pub use self::partitioner::Partitioner;
 use crate::client::Client;
 use crate::config::ProducerConfig;
@@ -276,7 +276,8 @@ impl Producer {
             return Err(e);
         }
         let config = &inner.config;
-        let size = RECORD_BATCH_OVERHEAD + RecordBatchBuilder::max_record_size(record.key, record.value, &record.headers);
+        let size =
+            RECORD_BATCH_OVERHEAD + RecordBatchBuilder::max_record_size(record.key, record.value, &record.headers);
         if size > config.max_request_size {
             return Err(Error::RecordTooLarge { size, limit: config.max_request_size, setting: "max.request.size" });
         }

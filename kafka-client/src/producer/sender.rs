@@ -36,6 +36,7 @@ use super::accumulator::{BatchData, PartitionQueue, QueuedBatch};
 use super::batch::Written;
 use super::Inner;
 use crate::config::Acks;
+use crate::conn::Connection;
 use crate::error::{DeliveryError, Error, Persistence, Result};
 
 /// Produce v3 is the first with record batches (magic 2); zstd needs v7.
@@ -47,6 +48,7 @@ type Drained = (Arc<PartitionQueue>, QueuedBatch);
 enum Done {
     Produce(RequestDone),
     ProducerId(Result<(i64, i16)>),
+    Connected(i32, Result<Connection>),
 }
 
 struct RequestDone {
@@ -62,6 +64,10 @@ struct Sender {
     inner: Arc<Inner>,
     requests: JoinSet<Done>,
     in_flight_per_node: HashMap<i32, usize>,
+    /// The connection each broker's requests go out on (the sender's own view, so that it
+    /// knows which connection every in-flight batch used).
+    conns: HashMap<i32, Connection>,
+    connecting: std::collections::HashSet<i32>,
     blocked_until: HashMap<i32, Instant>,
     producer_id: i64,
     epoch: i16,
@@ -78,6 +84,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         inner,
         requests: JoinSet::new(),
         in_flight_per_node: HashMap::new(),
+        conns: HashMap::new(),
+        connecting: std::collections::HashSet::new(),
         blocked_until: HashMap::new(),
         producer_id: -1,
         epoch: -1,
@@ -97,7 +105,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
         s.maybe_bump();
         let next = s.drain(now);
-        if s.inner.closing.load(Ordering::Acquire) && s.requests.is_empty() && !s.has_work() {
+        // Connection attempts and an InitProducerId still running do not hold up the end:
+        // dropping the JoinSet aborts them.
+        if s.inner.closing.load(Ordering::Acquire) && s.in_flight_total() == 0 && !s.has_work() {
             break;
         }
         tokio::select! {
@@ -106,6 +116,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             Some(done) = s.requests.join_next(), if !s.requests.is_empty() => match done {
                 Ok(Done::Produce(d)) => s.handle(d),
                 Ok(Done::ProducerId(r)) => s.producer_id_done(r),
+                Ok(Done::Connected(node, r)) => s.connected(node, r),
                 Err(e) => tracing::error!(error = %e, "producer request task failed"),
             },
             r = metadata.changed() => {
@@ -224,7 +235,7 @@ impl Sender {
         let unresolved = self.inner.acc.topics().iter().any(|t| {
             t.all().iter().any(|p| {
                 let st = p.lock();
-                st.in_flight > 0 || st.queue.iter().any(|b| b.ambiguous && b.has_sequence())
+                st.in_flight > 0 || st.has_unresolved()
             })
         });
         if unresolved {
@@ -350,7 +361,8 @@ impl Sender {
 
     /// Moves ready batches into requests, one per broker, and returns when to look again.
     fn drain(&mut self, now: Instant) -> Instant {
-        let config = &self.inner.config;
+        let inner = self.inner.clone();
+        let config = &inner.config;
         let mut next = now + Duration::from_millis(250);
         let metadata = self.inner.client.metadata();
         let hurry = self.inner.acc.flushing.load(Ordering::Acquire) > 0
@@ -388,10 +400,13 @@ impl Sender {
                     next = next.min(at);
                     continue;
                 }
-                if self.bump_pending && !(head.ambiguous && head.has_sequence()) {
+                // While a bump waits, only partitions with unknown outcomes keep sending (under
+                // the old epoch, in order) until those outcomes are known.
+                if self.bump_pending && !(head.has_sequence() && st.has_unresolved()) {
                     continue;
                 }
-                if st.in_flight > 0 && (st.in_flight_node != node || st.retrying) {
+                let Some(conn_id) = self.live_connection(node) else { continue };
+                if st.in_flight > 0 && (st.in_flight_node != node || st.in_flight_conn != conn_id || st.retrying) {
                     continue;
                 }
                 if st.in_flight >= max_in_flight {
@@ -430,6 +445,7 @@ impl Sender {
                 }
                 st.in_flight += 1;
                 st.in_flight_node = node;
+                st.in_flight_conn = conn_id;
                 entry.0.push((p.clone(), batch));
                 entry.1 += size;
             }
@@ -443,13 +459,45 @@ impl Sender {
         next
     }
 
+    /// The id of the open connection to `node`, or `None` (a connection is then being opened
+    /// in the background; its completion wakes the sender).
+    fn live_connection(&mut self, node: i32) -> Option<u64> {
+        match self.conns.get(&node) {
+            Some(c) if !c.is_closed() => return Some(c.id()),
+            Some(_) => {
+                self.conns.remove(&node);
+            }
+            None => {}
+        }
+        if self.connecting.insert(node) {
+            let client = self.inner.client.clone();
+            self.requests.spawn(async move { Done::Connected(node, client.connection(node).await) });
+        }
+        None
+    }
+
+    fn connected(&mut self, node: i32, r: Result<Connection>) {
+        self.connecting.remove(&node);
+        match r {
+            Ok(c) => {
+                self.conns.insert(node, c);
+            }
+            Err(e) => {
+                tracing::debug!(node, error = %e, "cannot connect to the leader");
+                self.inner.client.request_refresh();
+            }
+        }
+    }
+
     /// Seals the batches that are new, builds the request and starts it.
     fn send(&mut self, node: i32, batches: Vec<Drained>) {
         let mut ready: Vec<Drained> = Vec::new();
         for (p, mut b) in batches {
-            if let BatchData::Building(builder) =
-                std::mem::replace(&mut b.data, BatchData::Sealed(Bytes::new()))
-            {
+            if matches!(b.data, BatchData::Building(_)) {
+                let BatchData::Building(builder) = std::mem::replace(&mut b.data, BatchData::Sealed(Bytes::new()))
+                else {
+                    continue;
+                };
                 match builder.seal(b.producer) {
                     Ok(bytes) => b.data = BatchData::Sealed(bytes),
                     Err(e) => {
@@ -489,24 +537,38 @@ impl Sender {
         let min_version =
             if config.compression == Compression::Zstd { PRODUCE_ZSTD_MIN_VERSION } else { PRODUCE_MIN_VERSION };
         let timeout = config.client.request_timeout;
-        let client = self.inner.client.clone();
+        let conn = self.conns.get(&node).cloned();
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let what: Vec<String> = ready
+                .iter()
+                .map(|(p, b)| format!("{}[{}]@{}", p.topic, p.partition, b.producer.base_sequence))
+                .collect();
+            tracing::trace!(node, conn = conn.as_ref().map(|c| c.id()), batches = ?what, "produce request");
+        }
         *self.in_flight_per_node.entry(node).or_default() += 1;
-        self.requests.spawn(async move {
-            let mut maybe_sent = false;
-            let result = async {
-                let conn = client.connection(node).await?;
+        // The request is handed to the connection here, synchronously, so that requests reach
+        // the socket in the order the sender drained them; only the wait is a separate task.
+        let sent = conn
+            .ok_or_else(|| Error::Disconnected { broker: format!("node {node}"), reason: "no connection".to_owned() })
+            .and_then(|conn| {
                 let version = conn.version(ApiKey::Produce, min_version)?;
                 let response = conn.send(&request, version, acks != Acks::None, timeout)?;
-                maybe_sent = true;
-                let frame = response.await?;
-                if acks == Acks::None {
-                    return Ok(None);
+                Ok((conn, version, response))
+            });
+        self.requests.spawn(async move {
+            let (result, maybe_sent) = match sent {
+                Err(e) => (Err(e), false),
+                Ok((conn, version, response)) => {
+                    let result = match response.await {
+                        Err(e) => Err(e),
+                        Ok(_) if acks == Acks::None => Ok(None),
+                        Ok(frame) => frame::decode_response::<ProduceResponse>(frame, version)
+                            .map(|(_, r)| Some(r))
+                            .map_err(|e| conn.protocol_error(e)),
+                    };
+                    (result, true)
                 }
-                frame::decode_response::<ProduceResponse>(frame, version)
-                    .map(|(_, r)| Some(r))
-                    .map_err(|e| conn.protocol_error(e))
-            }
-            .await;
+            };
             Done::Produce(RequestDone { node, batches: ready, result, maybe_sent })
         });
     }
@@ -547,14 +609,19 @@ impl Sender {
         let mut refresh = false;
         for (p, b) in done.batches {
             let Some(pr) = by_partition.get(&(&*p.topic, p.partition)) else {
-                let e = Error::kafka(ErrorCode::UnknownServerError, Some("the response has no entry for the partition".into()));
+                let e = Error::kafka(
+                    ErrorCode::UnknownServerError,
+                    Some("the response has no entry for the partition".into()),
+                );
                 self.retry_or_fail(&p, b, e, true, now);
                 continue;
             };
             let code = ErrorCode::from_code(pr.error_code);
-            let message = pr.error_message.clone().filter(|m| !m.is_empty()).or_else(|| {
-                pr.record_errors.first().and_then(|r| r.batch_index_error_message.clone())
-            });
+            let message = pr
+                .error_message
+                .clone()
+                .filter(|m| !m.is_empty())
+                .or_else(|| pr.record_errors.first().and_then(|r| r.batch_index_error_message.clone()));
             match code {
                 ErrorCode::None | ErrorCode::DuplicateSequenceNumber => {
                     let written = Written { base_offset: pr.base_offset, log_append_time: pr.log_append_time_ms };
@@ -566,7 +633,9 @@ impl Sender {
                     drop(st);
                     self.succeed(&p, b, written);
                 }
-                ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerEpoch
+                ErrorCode::OutOfOrderSequenceNumber
+                | ErrorCode::UnknownProducerId
+                | ErrorCode::InvalidProducerEpoch
                     if self.idempotent =>
                 {
                     self.sequence_error(&p, b, code, message, now);
@@ -583,13 +652,11 @@ impl Sender {
                     self.retry_or_fail(&p, b, Error::kafka(code, message), false, now);
                 }
                 _ => {
+                    // Not retriable. If an earlier attempt had an unknown outcome, it may still
+                    // have been written (some checks, such as timestamps against the broker's
+                    // clock, can pass once and fail later), so the batch stays "possibly
+                    // persisted".
                     p.lock().in_flight -= 1;
-                    let mut b = b;
-                    if self.idempotent {
-                        // A definite rejection of an idempotent retry: an earlier attempt that
-                        // had been written would have made this one a duplicate.
-                        b.ambiguous = false;
-                    }
                     self.fail(&p, b, Error::kafka(code, message));
                 }
             }
@@ -600,6 +667,7 @@ impl Sender {
     }
 
     fn retry_or_fail(&mut self, p: &PartitionQueue, mut b: QueuedBatch, error: Error, maybe_sent: bool, now: Instant) {
+        tracing::trace!(topic = %p.topic, partition = p.partition, sequence = b.producer.base_sequence, %error, maybe_sent, "retriable failure");
         b.ambiguous |= maybe_sent;
         b.attempts = b.attempts.saturating_add(1);
         let mut st = p.lock();
@@ -620,15 +688,25 @@ impl Sender {
             self.fail(p, b, error);
             return;
         }
-        b.retry_at = Some(now + retry_backoff(config.client.retry_backoff, config.client.retry_backoff_max, b.attempts));
+        b.retry_at =
+            Some(now + retry_backoff(config.client.retry_backoff, config.client.retry_backoff_max, b.attempts));
         b.last_error = Some(error);
         st.retrying = true;
         st.requeue(b);
     }
 
-    fn sequence_error(&mut self, p: &PartitionQueue, mut b: QueuedBatch, code: ErrorCode, message: Option<String>, now: Instant) {
+    fn sequence_error(
+        &mut self,
+        p: &PartitionQueue,
+        mut b: QueuedBatch,
+        code: ErrorCode,
+        message: Option<String>,
+        now: Instant,
+    ) {
         self.bump_pending = true;
         let error = Error::kafka(code, message);
+        tracing::debug!(topic = %p.topic, partition = p.partition, %error, sequence = b.producer.base_sequence,
+            epoch = b.producer.producer_epoch, ambiguous = b.ambiguous, attempts = b.attempts, "sequence error");
         if b.ambiguous && code != ErrorCode::OutOfOrderSequenceNumber {
             // An earlier attempt may have been written, and the broker no longer knows this
             // producer: re-sending under a new epoch could duplicate it. Report it as
@@ -638,8 +716,10 @@ impl Sender {
             return;
         }
         // OUT_OF_ORDER_SEQUENCE_NUMBER means the broker does not have this batch (it would
-        // have answered a duplicate): it is definitely not in the log.
+        // have answered a duplicate): it is definitely not in the log, and neither is any
+        // later batch of the same epoch.
         b.ambiguous = false;
+        p.lock().resolve_not_written_after(b.ordinal, b.producer.producer_epoch);
         b.attempts = b.attempts.saturating_add(1);
         b.last_error = Some(error);
         b.retry_at = Some(now);
