@@ -128,8 +128,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
     }
     s.inner.client.close();
-    s.inner.finished.notify_waiters();
+    // The flag first: a waiter that checks it after registering cannot miss the wake-up.
     s.inner.finished_flag.store(true, Ordering::Release);
+    s.inner.finished.notify_waiters();
 }
 
 impl Sender {
@@ -341,6 +342,18 @@ impl Sender {
     /// `close` ran out of time: fail what is queued (not persisted) and what is in flight
     /// (possibly persisted), and stop.
     fn abort_all(&mut self) {
+        tracing::warn!(requests = ?self.in_flight_per_node, tasks = self.requests.len(), bump_pending = self.bump_pending,
+            producer_id = self.producer_id, "producer closing before everything was delivered");
+        for t in self.inner.acc.topics() {
+            for p in t.all() {
+                let st = p.lock();
+                if st.open.is_some() || !st.queue.is_empty() || st.in_flight > 0 {
+                    tracing::warn!(topic = %p.topic, partition = p.partition, open = st.open.is_some(),
+                        queued = st.queue.len(), in_flight = st.in_flight, bump_pending = self.bump_pending,
+                        requests = ?self.in_flight_per_node, "closing with undelivered batches");
+                }
+            }
+        }
         let error = Error::Closed("producer");
         self.fail_everything(error.clone());
         self.requests.abort_all();
