@@ -1,1 +1,3 @@
-//! Examples and command-line tools (filled by later issues).
+//! Shared code of the examples and command-line tools.
+
+pub mod perf;

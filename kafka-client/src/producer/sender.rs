@@ -317,6 +317,12 @@ impl Sender {
     fn succeed(&mut self, p: &PartitionQueue, b: QueuedBatch, written: Written) {
         b.shared.complete(Ok(written));
         self.release(p, b.reserved);
+        // Every other reference (the request, the socket writer's queue) is gone by now.
+        if let BatchData::Sealed(bytes) = b.data {
+            if let Ok(buf) = bytes.try_into_mut() {
+                self.inner.acc.recycle(Vec::from(buf));
+            }
+        }
     }
 
     fn release(&self, p: &PartitionQueue, reserved: usize) {

@@ -1,0 +1,210 @@
+//! `kafka-perf`: producer throughput, latency, CPU and memory, shaped like Kafka's
+//! `kafka-producer-perf-test`. It ends with one `RESULT ...` line that scripts can read.
+//!
+//! ```text
+//! kafka-perf produce --bootstrap-server localhost:9092 --topic perf --num-records 2000000 \
+//!     --record-size 100 --partitions 6 --acks all --linger-ms 5 --batch-size 1048576
+//! ```
+//!
+//! Payloads are not constant: half random bytes, half a repeated JSON-like text (so codecs see
+//! realistic ratios), drawn from a pool of 1024 distinct payloads. Only acknowledged records
+//! count. CPU is the process's user + system time (from /proc), so it includes this tool's own
+//! small loop; the librdkafka companion measures the same way.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use kafka_client::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use kafka_examples::perf::{create_topic, payloads, peak_rss_mb, percentile, process_cpu_seconds};
+
+const USAGE: &str = "\
+kafka-perf: producer throughput, latency, CPU and memory against any Kafka cluster.
+
+USAGE:
+    kafka-perf produce --bootstrap-server HOST:PORT --topic T --num-records N --record-size BYTES [options]
+
+OPTIONS:
+    --partitions P              partitions when the topic is created (default 6)
+    --acks all|1|0              (default all)
+    --linger-ms MS              (default 5)
+    --batch-size BYTES          (default 1048576)
+    --compression CODEC         none, gzip, snappy, lz4 or zstd (default none)
+    --idempotence true|false    (default true)
+    --producer-property K=V     any producer setting by its Java name (repeatable)
+    -h, --help                  this text
+";
+
+struct Args {
+    bootstrap: String,
+    topic: String,
+    records: u64,
+    record_size: usize,
+    partitions: i32,
+    properties: Vec<(String, String)>,
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    match it.next().as_deref() {
+        Some("produce") => {}
+        Some("-h") | Some("--help") | None => return Ok(None),
+        Some(other) => return Err(format!("unknown mode `{other}` (only `produce` for now)")),
+    }
+    let mut bootstrap = None;
+    let mut topic = None;
+    let mut records = None;
+    let mut record_size = None;
+    let mut partitions = 6;
+    let mut properties = vec![
+        ("acks".to_owned(), "all".to_owned()),
+        ("linger.ms".to_owned(), "5".to_owned()),
+        ("batch.size".to_owned(), "1048576".to_owned()),
+        ("enable.idempotence".to_owned(), "true".to_owned()),
+    ];
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--bootstrap-server" => bootstrap = Some(value()?),
+            "--topic" => topic = Some(value()?),
+            "--num-records" => records = Some(value()?.parse().map_err(|_| "--num-records: expected a number")?),
+            "--record-size" => record_size = Some(value()?.parse().map_err(|_| "--record-size: expected a number")?),
+            "--partitions" => partitions = value()?.parse().map_err(|_| "--partitions: expected a number")?,
+            "--acks" => properties.push(("acks".into(), value()?)),
+            "--linger-ms" => properties.push(("linger.ms".into(), value()?)),
+            "--batch-size" => properties.push(("batch.size".into(), value()?)),
+            "--compression" => properties.push(("compression.type".into(), value()?)),
+            "--idempotence" => properties.push(("enable.idempotence".into(), value()?)),
+            "--producer-property" => {
+                let kv = value()?;
+                let (k, v) =
+                    kv.split_once('=').ok_or_else(|| format!("--producer-property {kv}: expected KEY=VALUE"))?;
+                properties.push((k.to_owned(), v.to_owned()));
+            }
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(Some(Args {
+        bootstrap: bootstrap.ok_or("--bootstrap-server is required")?,
+        topic: topic.ok_or("--topic is required")?,
+        records: records.ok_or("--num-records is required")?,
+        record_size: record_size.ok_or("--record-size is required")?,
+        partitions,
+        properties,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("kafka-perf: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kafka-perf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = ProducerConfig::new(&args.bootstrap);
+    for (k, v) in &args.properties {
+        config = config.set(k, v)?;
+    }
+    create_topic(&args.bootstrap, &args.topic, args.partitions).await?;
+    let pool = payloads(args.record_size, 1024);
+    let (ratio_in, ratio_out) = kafka_examples::perf::compression_ratio(&pool, config.compression);
+    let producer = Producer::new(config)?;
+
+    // A second task awaits the delivery futures in chunks (one hop per 1024 records) and
+    // records each record's latency from send to acknowledgement.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(Instant, DeliveryFuture)>>();
+    let collector = tokio::spawn(async move {
+        let mut latencies_us: Vec<u32> = Vec::new();
+        let mut acked = 0u64;
+        let mut failed = 0u64;
+        let mut first_error = None;
+        // Reading the clock costs as much as a quarter of a record's budget on some VMs: read
+        // it again only after a wait (records completed together share one reading).
+        let mut now = Instant::now();
+        while let Some(chunk) = rx.recv().await {
+            for (at, f) in chunk {
+                let waited = !f.is_done();
+                let outcome = f.await;
+                if waited {
+                    now = Instant::now();
+                }
+                match outcome {
+                    Ok(_) => {
+                        acked += 1;
+                        latencies_us.push(now.saturating_duration_since(at).as_micros().min(u32::MAX as u128) as u32);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        (acked, failed, first_error, latencies_us)
+    });
+
+    let cpu_start = process_cpu_seconds();
+    let start = Instant::now();
+    let mut chunk = Vec::new();
+    let mut sent_at = start;
+    for i in 0..args.records {
+        let value = pool.get((i % pool.len() as u64) as usize).map(Vec::as_slice).unwrap_or_default();
+        let f = producer.send(ProducerRecord::new(&args.topic).value(value)).await?;
+        // One clock reading per 16 records (a few microseconds apart at most).
+        if i % 16 == 0 {
+            sent_at = Instant::now();
+        }
+        chunk.push((sent_at, f));
+        if chunk.len() == 1024 {
+            let _ = tx.send(std::mem::take(&mut chunk));
+        }
+    }
+    let _ = tx.send(chunk);
+    drop(tx);
+    producer.flush().await?;
+    let (acked, failed, first_error, mut latencies) = collector.await?;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_start;
+    producer.close(Duration::from_secs(30)).await?;
+    if let Some(e) = first_error {
+        eprintln!("kafka-perf: {failed} records failed; first error: {e}");
+    }
+    latencies.sort_unstable();
+    let bytes = acked * args.record_size as u64;
+    println!(
+        "{acked} records sent, {:.1} records/sec ({:.2} MB/sec), {:.2} ms p50, {:.2} ms p99; compression ratio {:.2}",
+        acked as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        percentile(&latencies, 0.50) / 1000.0,
+        percentile(&latencies, 0.99) / 1000.0,
+        ratio_in as f64 / ratio_out.max(1) as f64,
+    );
+    println!(
+        "RESULT client=kafka-sdk mode=produce records={acked} bytes={bytes} secs={secs:.3} records_per_s={:.0} mb_per_s={:.2} cpu_s={cpu:.3} cpu_ns_per_record={:.0} p50_ms={:.3} p99_ms={:.3} peak_rss_mb={:.1}",
+        acked as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        cpu * 1e9 / acked.max(1) as f64,
+        percentile(&latencies, 0.50) / 1000.0,
+        percentile(&latencies, 0.99) / 1000.0,
+        peak_rss_mb(),
+    );
+    if failed > 0 {
+        return Err(format!("{failed} records were not delivered").into());
+    }
+    Ok(())
+}
