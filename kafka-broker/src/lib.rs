@@ -30,6 +30,7 @@ mod cluster;
 mod configs;
 mod error;
 mod faults;
+mod groups;
 mod handlers;
 mod log;
 mod quotas;
