@@ -3,8 +3,9 @@
 range and then the cooperative-sticky assignor, 3 consumers share a 6-partition topic, a
 fourth joins and two leave; each partition is owned by one member at a time, every record
 is consumed once (again only if its commit failed), the committed offsets are what the
-members committed, and after everyone left a new member resumes from them. Then the
-AdminClient lists, describes and deletes the group.
+members committed, and after everyone left a new member resumes from them. Two static
+members (group.instance.id): one restarts and gets its partitions back without the other
+seeing a rebalance. Then the AdminClient lists, describes and deletes the groups.
 
 Usage: python3 groups.py PATH/TO/kafka-broker
 Exits non-zero on any failed check; prints 'N passed, N failed' as its last line.
@@ -24,7 +25,7 @@ TIMEOUT = 60
 class Member:
     """One consumer, with what it owns and what it consumed and committed."""
 
-    def __init__(self, name, world, bootstrap, group, topic, strategy):
+    def __init__(self, name, world, bootstrap, group, topic, strategy, extra=None):
         self.name = name
         self.world = world
         self.revocations = 0
@@ -38,6 +39,7 @@ class Member:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 300,
+            **(extra or {}),
         })
         self.consumer.subscribe([topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke)
 
@@ -226,6 +228,43 @@ def group_flow(bootstrap, admin, strategy):
     return group
 
 
+def static_membership(bootstrap, admin):
+    """Static members (group.instance.id): one restarts within its session and gets its
+    partitions back; the other keeps its own and sees no rebalance."""
+    topic, group = "static-topic", "static-group"
+    for f in admin.create_topics([NewTopic(topic, PARTITIONS, 3)], operation_timeout=10).values():
+        f.result(timeout=10)
+    world = World()
+
+    def mk(instance):
+        extra = {"group.instance.id": instance, "session.timeout.ms": 30000}
+        return Member(instance, world, bootstrap, group, topic, "range", extra)
+
+    s1 = mk("static-1")
+    ok = run_until([s1], balanced([s1]))
+    s2 = mk("static-2")
+    ok = ok and run_until([s1, s2], balanced([s1, s2]))
+    check("static: two members share the partitions", ok, (sorted(s1.owned), sorted(s2.owned)))
+    owned_by_2 = sorted(s2.owned)
+    revoked_before = s1.revocations
+    # A static member leaves no LeaveGroup behind when it closes: its place is kept.
+    s2.close()
+    world.owner = {p: o for p, o in world.owner.items() if o != "static-2"}
+    restarted = mk("static-2")
+    ok = run_until([s1, restarted], lambda: sorted(restarted.owned) == owned_by_2, timeout=20)
+    check("static: the restarted member gets its partitions back", ok, (sorted(restarted.owned), owned_by_2))
+    # Give the other member time to see a rebalance, had there been one.
+    run_until([s1, restarted], lambda: False, timeout=2)
+    check("static: the other member was not rebalanced", s1.revocations == revoked_before,
+          (revoked_before, s1.revocations))
+    desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    instances = sorted(m.group_instance_id or "" for m in desc.members)
+    check("static: describe shows both instance ids", instances == ["static-1", "static-2"], instances)
+    for m in (s1, restarted):
+        m.close()
+    return group
+
+
 def admin_checks(admin, groups):
     listed = admin.list_consumer_groups(request_timeout=10).result()
     states = {g.group_id: str(g.state) for g in listed.valid}
@@ -256,6 +295,7 @@ def main():
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         groups = [group_flow(bootstrap, admin, s) for s in ["range", "cooperative-sticky"]]
+        static_membership(bootstrap, admin)
         admin_checks(admin, groups)
     finally:
         proc.terminate()
