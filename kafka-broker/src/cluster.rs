@@ -1008,20 +1008,27 @@ impl Cluster {
         })
     }
 
-    /// Moves the cluster clock forward by `ms` milliseconds, so retention, compaction and
-    /// timestamps can be tested without waiting. The clock never goes back.
+    /// Moves the cluster clock forward by `ms` milliseconds, so retention, compaction,
+    /// timestamps and the group coordinator's timeouts (sessions, rebalance timeouts, the
+    /// initial rebalance delay) can be tested without waiting. Group timers that are due by
+    /// then have fired when this returns (their answers are on their way to the clients).
+    /// The clock never goes back.
     ///
     /// # Errors
     /// [`BrokerError::Stopped`] after shutdown.
     pub async fn advance_clock(&self, ms: u64) -> Result<(), BrokerError> {
         self.run(move |state| {
             state.clock_offset_ms = state.clock_offset_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+            state.fire_group_timers();
+            state.deliver_completions();
         })
         .await
     }
 
     /// Runs retention and compaction on every partition now (they also run every
-    /// `log.retention.check.interval.ms`, 1 s by default here, 5 min in Kafka).
+    /// `log.retention.check.interval.ms`, 1 s by default here, 5 min in Kafka), and the group
+    /// coordinator's cleanup: expired offsets and empty groups without offsets are removed
+    /// (otherwise every `offsets.retention.check.interval.ms`, 10 min as in Kafka).
     ///
     /// # Errors
     /// [`BrokerError::Stopped`] after shutdown.
@@ -1134,6 +1141,21 @@ impl Cluster {
     ///
     /// The group's members, generation and offsets move with it (Kafka would reload them
     /// from the log: the same members and offsets, but a rebalance in progress restarts).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kafka_broker::BrokerError> {
+    /// use kafka_broker::Cluster;
+    ///
+    /// let cluster = Cluster::builder().brokers(3).start().await?;
+    /// let before = cluster.group_coordinator("payments").await?;
+    /// let after = cluster.move_coordinator("payments").await?;
+    /// assert_ne!(before, after);
+    /// assert_eq!(cluster.group_coordinator("payments").await?, after);
+    /// cluster.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`BrokerError::Config`] when no other broker is running; [`BrokerError::Stopped`]
