@@ -5,7 +5,8 @@ fourth joins and two leave; each partition is owned by one member at a time, eve
 is consumed once (again only if its commit failed), the committed offsets are what the
 members committed, and after everyone left a new member resumes from them. Two static
 members (group.instance.id): one restarts and gets its partitions back without the other
-seeing a rebalance. Then the AdminClient lists, describes and deletes the groups.
+seeing a rebalance. Partitions added to a subscribed topic are assigned after the leader
+rejoins. Then the AdminClient lists, describes and deletes the groups.
 
 Usage: python3 groups.py PATH/TO/kafka-broker
 Exits non-zero on any failed check; prints 'N passed, N failed' as its last line.
@@ -15,7 +16,7 @@ import time
 
 from interop_common import check, finish, start_broker
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 PARTITIONS = 6
 PER_PARTITION = 60
@@ -265,6 +266,26 @@ def static_membership(bootstrap, admin):
     return group
 
 
+def partitions_added(bootstrap, admin):
+    """Partitions added to a subscribed topic show in Metadata; the group's leader notices
+    and rejoins, and the new partitions get owners."""
+    topic, group = "growing", "growing-group"
+    for f in admin.create_topics([NewTopic(topic, 2, 3)], operation_timeout=10).values():
+        f.result(timeout=10)
+    world = World()
+    extra = {"topic.metadata.refresh.interval.ms": 500}
+    members = [Member(f"grow-{i}", world, bootstrap, group, topic, "range", extra) for i in (1, 2)]
+    covers = lambda n: lambda: sorted(p for m in members for p in m.owned) == list(range(n))
+    check("growing: two members own the two partitions", run_until(members, covers(2)))
+    for f in admin.create_partitions([NewPartitions(topic, 4)], operation_timeout=10).values():
+        f.result(timeout=10)
+    check("growing: after CreatePartitions the group owns all four", run_until(members, covers(4)),
+          {m.name: sorted(m.owned) for m in members})
+    check("growing: one owner at a time", not world.violations, world.violations[:5])
+    for m in members:
+        m.close()
+
+
 def admin_checks(admin, groups):
     listed = admin.list_consumer_groups(request_timeout=10).result()
     states = {g.group_id: str(g.state) for g in listed.valid}
@@ -296,6 +317,7 @@ def main():
         admin = AdminClient({"bootstrap.servers": bootstrap})
         groups = [group_flow(bootstrap, admin, s) for s in ["range", "cooperative-sticky"]]
         static_membership(bootstrap, admin)
+        partitions_added(bootstrap, admin)
         admin_checks(admin, groups)
     finally:
         proc.terminate()
