@@ -1012,6 +1012,21 @@ mod tests {
     }
 
     #[test]
+    fn a_full_group_refuses_new_members() {
+        let mut c = Coordinator::new(GroupConfig { max_size: 1, initial_rebalance_delay_ms: 0, ..Default::default() });
+        let (a, ta) = new_member(&mut c, 0);
+        c.fire_timers(0);
+        assert!(joined(&mut c, ta).is_some());
+        let t = join(&mut c, 1, request("", None, &["range"]), V);
+        let id = joined(&mut c, t).unwrap().member_id;
+        let t = join(&mut c, 1, request(&id, None, &["range"]), V);
+        let r = joined(&mut c, t).unwrap();
+        assert_eq!((r.error, r.member_id.as_str()), (ErrorCode::GroupMaxSizeReached, ""));
+        let t = join(&mut c, 1, request(&a, None, &["range"]), V);
+        assert_eq!(joined(&mut c, t).unwrap().error, ErrorCode::None, "members already in are accepted");
+    }
+
+    #[test]
     fn protocol_mismatches_and_unknown_members_are_refused() {
         let mut c = coordinator(0);
         let (a, ta) = new_member(&mut c, 0);
