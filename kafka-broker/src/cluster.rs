@@ -79,6 +79,8 @@ pub(crate) struct Settings {
     /// `replica.selector.class` is Kafka's RackAwareReplicaSelector: consumers that send a
     /// rack are pointed at an in-sync replica in it (KIP-392).
     pub rack_aware_replica_selector: bool,
+    /// The group coordinator's settings (`group.*`, `offset*`).
+    pub groups: crate::groups::GroupConfig,
 }
 
 /// Everything the state task owns.
@@ -104,6 +106,10 @@ pub(crate) struct State {
     pub quotas: crate::quotas::Quotas,
     /// Brokers stopped with `Cluster::stop_broker`.
     pub stopped: std::collections::BTreeSet<i32>,
+    /// The group coordinator.
+    pub groups: crate::groups::Coordinator,
+    /// Requests waiting for the group coordinator (JoinGroup, SyncGroup), by ticket.
+    pub waiting: WaitingRequests,
 }
 
 impl State {
@@ -114,6 +120,7 @@ impl State {
             default_fetch: settings.broker_configs.get("quota.consumer.default").and_then(|v| v.parse().ok()),
             ..Default::default()
         };
+        let groups = crate::groups::Coordinator::new(settings.groups.clone());
         State {
             cluster_id,
             controller_id: brokers.first().map_or(1, |b| b.node_id),
@@ -126,8 +133,10 @@ impl State {
             next_producer_id: 1000,
             fetch_sessions: Default::default(),
             faults: Default::default(),
+            groups,
             quotas,
             stopped: Default::default(),
+            waiting: Default::default(),
         }
     }
 
@@ -247,6 +256,8 @@ pub(crate) enum Command {
 /// A request waiting for its answer.
 pub(crate) struct Pending {
     pub broker: i32,
+    /// The client's address.
+    pub peer: Option<std::net::IpAddr>,
     pub header: RequestHeader,
     pub version: i16,
     pub body: Box<RequestBody>,
@@ -286,6 +297,7 @@ impl Default for ClusterBuilder {
                 max_frame_size: kafka_protocol::frame::DEFAULT_MAX_FRAME_SIZE,
                 housekeeping_interval: Duration::from_millis(1000),
                 rack_aware_replica_selector: false,
+                groups: crate::groups::GroupConfig::default(),
             },
             cluster_id: "kafka-sdk-bundled".into(),
         }
@@ -367,7 +379,7 @@ impl ClusterBuilder {
                     self.settings.housekeeping_interval = Duration::from_millis(n.max(1));
                 }
             }
-            _ => {}
+            _ => self.settings.groups.apply(&key, &value),
         }
         self.settings.broker_configs.insert(key, value);
         self
@@ -433,9 +445,13 @@ async fn run_state(mut state: State, mut rx: mpsc::Receiver<Command>) {
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next_deadline = parked.iter().filter_map(|p| p.deadline).min();
+        let group_deadline = state.group_timer_instant();
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
+                // Group timers that are due run first, so that a request sees the sessions
+                // that `advance_clock` ended.
+                state.fire_group_timers();
                 let version_before = state.data_version;
                 match cmd {
                     Command::Request(pending) => {
@@ -463,10 +479,30 @@ async fn run_state(mut state: State, mut rx: mpsc::Receiver<Command>) {
                     }
                 }
             }
-            _ = housekeeping.tick() => state.housekeeping(),
+            () = sleep_until(group_deadline) => state.fire_group_timers(),
+            _ = housekeeping.tick() => state.housekeeping(false),
         }
+        state.deliver_completions();
         // A client that went away no longer waits.
         parked.retain(|p| !p.reply.is_closed());
+        state.waiting.0.retain(|_, w| !w.pending.reply.is_closed());
+    }
+}
+
+/// A request the group coordinator answers later, with what fault injection decided for it.
+pub(crate) struct Waiting {
+    pub pending: Pending,
+    pub delay: Duration,
+    pub drop_response: bool,
+}
+
+/// Requests waiting for the group coordinator, by ticket.
+#[derive(Default)]
+pub(crate) struct WaitingRequests(pub std::collections::HashMap<u64, Waiting>);
+
+impl std::fmt::Debug for WaitingRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} waiting requests", self.0.len())
     }
 }
 
@@ -529,6 +565,7 @@ impl State {
         }
         let ctx = handlers::Ctx {
             broker: pending.broker,
+            peer: pending.peer,
             header: &pending.header,
             version: pending.version,
             now_ms: self.now_ms(),
@@ -549,6 +586,11 @@ impl State {
                     bypass_faults: true,
                     ..pending
                 });
+            }
+            handlers::Handled::Wait(ticket) => {
+                self.waiting.0.insert(ticket, Waiting { pending, delay, drop_response });
+                self.deliver_completions();
+                return None;
             }
         };
         let wrote = api == ApiKey::Produce && self.data_version != data_before;
@@ -740,6 +782,8 @@ impl State {
         }
         self.fetch_sessions = Default::default();
         self.data_version += 1;
+        // Its groups move to a live broker.
+        self.sync_coordinators();
     }
 
     /// Marks a stopped broker running again: it rejoins the ISR of its partitions at once
@@ -762,16 +806,60 @@ impl State {
             }
         }
         self.data_version += 1;
+        // Groups whose coordinator partition it leads move back to it.
+        self.sync_coordinators();
     }
 
-    /// Background work: retention and compaction of every partition.
-    pub fn housekeeping(&mut self) {
+    /// Background work: retention and compaction of every partition, due group timers, and
+    /// (every `offsets.retention.check.interval.ms`, or now if `force`) offset expiration.
+    pub fn housekeeping(&mut self, force: bool) {
         let now = self.now_ms();
         for topic in self.topics.values_mut() {
             for p in &mut topic.partitions {
                 p.log.apply_retention(&topic.settings, now);
                 p.log.compact(&topic.settings, now);
             }
+        }
+        self.fire_group_timers();
+        self.groups.maybe_cleanup(now, force);
+    }
+
+    /// Runs the group timers that are due.
+    pub fn fire_group_timers(&mut self) {
+        if self.groups.next_deadline().is_none() {
+            return;
+        }
+        let now = self.now_ms();
+        if self.groups.next_deadline().is_some_and(|d| d <= now) {
+            self.groups.fire_timers(now);
+        }
+    }
+
+    /// When the next group timer is due, as an instant for the state task's sleep.
+    fn group_timer_instant(&self) -> Option<Instant> {
+        let at = self.groups.next_deadline()?;
+        let wait = u64::try_from(at.saturating_sub(self.now_ms())).unwrap_or(0);
+        Instant::now().checked_add(Duration::from_millis(wait))
+    }
+
+    /// Sends the coordinator's answers to the requests waiting for them.
+    pub fn deliver_completions(&mut self) {
+        if self.groups.completions.is_empty() {
+            return;
+        }
+        for completion in std::mem::take(&mut self.groups.completions) {
+            // A request whose client went away is no longer waiting.
+            let Some(w) = self.waiting.0.remove(&completion.ticket()) else { continue };
+            let body: ResponseBody = match completion {
+                crate::groups::Completion::Join(waiter, r) => handlers::join_group::response(waiter.version, r).into(),
+                crate::groups::Completion::Sync(waiter, r) => handlers::sync_group::response(waiter.version, r).into(),
+            };
+            let reply = if w.drop_response {
+                Reply::Close("response lost after the write (fault injection)".into())
+            } else {
+                Reply::Response(body)
+            };
+            let _ = w.pending.reply.send(Delivery { reply, delay: w.delay, mute: Duration::ZERO });
         }
     }
 }
@@ -920,25 +1008,36 @@ impl Cluster {
         })
     }
 
-    /// Moves the cluster clock forward by `ms` milliseconds, so retention, compaction and
-    /// timestamps can be tested without waiting. The clock never goes back.
+    /// Moves the cluster clock forward by `ms` milliseconds, so retention, compaction,
+    /// timestamps and the group coordinator's timeouts (sessions, rebalance timeouts, the
+    /// initial rebalance delay) can be tested without waiting. Group timers that are due by
+    /// then have fired when this returns (their answers are on their way to the clients).
+    /// The clock never goes back.
     ///
     /// # Errors
     /// [`BrokerError::Stopped`] after shutdown.
     pub async fn advance_clock(&self, ms: u64) -> Result<(), BrokerError> {
         self.run(move |state| {
             state.clock_offset_ms = state.clock_offset_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+            state.fire_group_timers();
+            state.deliver_completions();
         })
         .await
     }
 
     /// Runs retention and compaction on every partition now (they also run every
-    /// `log.retention.check.interval.ms`, 1 s by default here, 5 min in Kafka).
+    /// `log.retention.check.interval.ms`, 1 s by default here, 5 min in Kafka), and the group
+    /// coordinator's cleanup: expired offsets and empty groups without offsets are removed
+    /// (otherwise every `offsets.retention.check.interval.ms`, 10 min as in Kafka).
     ///
     /// # Errors
     /// [`BrokerError::Stopped`] after shutdown.
     pub async fn run_housekeeping(&self) -> Result<(), BrokerError> {
-        self.run(State::housekeeping).await
+        self.run(|state| {
+            state.housekeeping(true);
+            state.deliver_completions();
+        })
+        .await
     }
 
     fn control(&self, id: i32) -> Result<&BrokerControl, BrokerError> {
@@ -1015,6 +1114,68 @@ impl Cluster {
             p.leader_epoch += 1;
             state.data_version += 1;
             Ok(())
+        })
+        .await?
+    }
+
+    /// The broker coordinating group `group_id` (where FindCoordinator points its members).
+    ///
+    /// # Errors
+    /// [`BrokerError::Kafka`] with COORDINATOR_NOT_AVAILABLE if every broker is stopped;
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn group_coordinator(&self, group_id: &str) -> Result<i32, BrokerError> {
+        let group = group_id.to_string();
+        self.run(move |state| state.coordinator_for(crate::groups::KEY_TYPE_GROUP, &group)).await?.ok_or_else(|| {
+            BrokerError::Kafka {
+                code: kafka_protocol::ErrorCode::CoordinatorNotAvailable,
+                message: "no live broker".into(),
+            }
+        })
+    }
+
+    /// Moves group `group_id`'s coordinator to the next live broker, as a leadership change
+    /// of its `__consumer_offsets` partition would: the old coordinator answers the group's
+    /// requests with NOT_COORDINATOR, and JoinGroup and SyncGroup requests waiting there are
+    /// answered NOT_COORDINATOR at once, so members look the coordinator up again
+    /// (FindCoordinator) and carry on with the new one. Returns the new coordinator's node id.
+    ///
+    /// The group's members, generation and offsets move with it (Kafka would reload them
+    /// from the log: the same members and offsets, but a rebalance in progress restarts).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kafka_broker::BrokerError> {
+    /// use kafka_broker::Cluster;
+    ///
+    /// let cluster = Cluster::builder().brokers(3).start().await?;
+    /// let before = cluster.group_coordinator("payments").await?;
+    /// let after = cluster.move_coordinator("payments").await?;
+    /// assert_ne!(before, after);
+    /// assert_eq!(cluster.group_coordinator("payments").await?, after);
+    /// cluster.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`BrokerError::Config`] when no other broker is running; [`BrokerError::Stopped`]
+    /// after shutdown.
+    pub async fn move_coordinator(&self, group_id: &str) -> Result<i32, BrokerError> {
+        let group = group_id.to_string();
+        self.run(move |state| {
+            let key_type = crate::groups::KEY_TYPE_GROUP;
+            let current = state.coordinator_for(key_type, &group);
+            let live: Vec<i32> =
+                state.brokers.iter().map(|b| b.node_id).filter(|id| !state.stopped.contains(id)).collect();
+            let pos = live.iter().position(|id| Some(*id) == current).unwrap_or(0);
+            let next = live.get((pos + 1) % live.len().max(1)).copied().filter(|n| Some(*n) != current);
+            let Some(next) = next else {
+                return Err(BrokerError::Config(format!("no other live broker to coordinate group {group}")));
+            };
+            state.groups.overrides.insert((key_type, group.clone()), next);
+            state.sync_coordinators();
+            state.deliver_completions();
+            Ok(next)
         })
         .await?
     }

@@ -4,13 +4,20 @@
 //! start it inside `cargo test` (no JVM, no Docker), and any Kafka client can connect to it.
 //!
 //! **Status:** several brokers in one process with leaders, replicas and an ISR; the APIs a
-//! producer, a consumer without a group and an admin client need (ApiVersions, Metadata,
-//! Produce, Fetch with sessions and long polling, ListOffsets, OffsetForLeaderEpoch,
-//! InitProducerId, DescribeProducers, DeleteRecords, CreateTopics, DeleteTopics,
-//! CreatePartitions, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster);
-//! logs with idempotence, retention and compaction; client quotas; and the fault-injection API
-//! ([`Cluster::intercept`], [`Cluster::push_errors`], [`Cluster::stop_broker`],
-//! [`Cluster::set_chaos`], ...). The group and transaction coordinators are not there yet.
+//! producer, a consumer and an admin client need (ApiVersions, Metadata, Produce, Fetch with
+//! sessions and long polling, ListOffsets, OffsetForLeaderEpoch, InitProducerId,
+//! DescribeProducers, DeleteRecords, CreateTopics, DeleteTopics, CreatePartitions,
+//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster); the classic group
+//! coordinator (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+//! OffsetFetch, OffsetDelete, ListGroups, DescribeGroups, DeleteGroups, with static
+//! membership); logs with idempotence, retention and compaction; client quotas; and the
+//! fault-injection API ([`Cluster::intercept`], [`Cluster::push_errors`],
+//! [`Cluster::stop_broker`], [`Cluster::move_coordinator`], [`Cluster::set_chaos`], ...). The
+//! next-generation group protocol (KIP-848) and the transaction coordinator are not there yet.
+//!
+//! Group settings follow Kafka's names and defaults, except `group.initial.rebalance.delay.ms`,
+//! which is 0 here (Kafka: 3000) so that tests do not wait for every new group; set it with
+//! [`ClusterBuilder::broker_config`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -30,6 +37,7 @@ mod cluster;
 mod configs;
 mod error;
 mod faults;
+mod groups;
 mod handlers;
 mod log;
 mod quotas;

@@ -56,6 +56,7 @@ pub(crate) async fn accept_loop(mut task: BrokerTask) {
                     Ok((stream, peer)) => {
                         let conn = Conn {
                             node_id,
+                            peer: peer.ip(),
                             state: task.state.clone(),
                             shutdown: task.shutdown.clone(),
                             up: task.up.clone(),
@@ -82,6 +83,7 @@ pub(crate) async fn accept_loop(mut task: BrokerTask) {
 
 struct Conn {
     node_id: i32,
+    peer: std::net::IpAddr,
     state: mpsc::Sender<Command>,
     shutdown: watch::Receiver<bool>,
     up: watch::Receiver<bool>,
@@ -110,7 +112,7 @@ enum ConnectionEnd {
 }
 
 async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
-    let Conn { node_id, state, mut shutdown, mut up, max_frame_size } = conn;
+    let Conn { node_id, peer, state, mut shutdown, mut up, max_frame_size } = conn;
     stream.set_nodelay(true)?;
     let mut decoder = FrameDecoder::new(max_frame_size);
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -146,6 +148,7 @@ async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
                     let (reply, rx) = oneshot::channel();
                     let cmd = Command::Request(Pending {
                         broker: node_id,
+                        peer: Some(peer),
                         header,
                         version,
                         body,

@@ -34,9 +34,13 @@ async fn api_versions_advertises_exactly_what_is_implemented() {
         assert_eq!(keys.get(&ApiKey::CreateTopics.key()), Some(&(0, 7)));
         assert_eq!(keys.get(&ApiKey::Produce.key()), Some(&(3, 11)), "Kafka 4's floor");
         assert_eq!(keys.get(&ApiKey::Fetch.key()), Some(&(4, 17)), "Kafka 4's floor");
+        assert_eq!(keys.get(&ApiKey::FindCoordinator.key()), Some(&(0, 6)));
+        assert_eq!(keys.get(&ApiKey::JoinGroup.key()), Some(&(0, 9)));
+        assert_eq!(keys.get(&ApiKey::OffsetCommit.key()), Some(&(2, 9)), "Kafka 4's floor");
+        assert_eq!(keys.get(&ApiKey::OffsetFetch.key()), Some(&(1, 9)), "Kafka 4's floor");
         assert!(
-            !keys.contains_key(&ApiKey::JoinGroup.key()),
-            "the group coordinator is not implemented yet and must not be advertised"
+            !keys.contains_key(&ApiKey::AddPartitionsToTxn.key()),
+            "the transaction coordinator is not implemented yet and must not be advertised"
         );
     }
     cluster.shutdown().await;
@@ -292,12 +296,12 @@ async fn bad_frames_close_only_their_connection() {
         assert_eq!(call(&mut healthy, 2, &ApiVersionsRequest::default(), 3).await.error_code, 0, "after {what}");
     }
 
-    // A request for an API that is not implemented yet (JoinGroup) closes that connection too,
+    // A request for an API that is not implemented (DescribeAcls) closes that connection too,
     // as Kafka closes connections that use an API not enabled on the listener, rather than
     // being answered with a body that would look like success.
     let mut p = connect(&cluster).await;
     let mut out = BytesMut::new();
-    frame::encode_request(&mut out, 1, None, &JoinGroupRequest::default(), 5).unwrap();
+    frame::encode_request(&mut out, 1, None, &DescribeAclsRequest::default(), 1).unwrap();
     p.write_all(&out).await.unwrap();
     assert!(closed(&mut p).await);
     assert_eq!(call(&mut healthy, 3, &MetadataRequest::default(), 12).await.brokers.len(), 1);

@@ -118,6 +118,7 @@ pub(crate) fn handle(state: &mut State, version: i16, req: &DeleteTopicsRequest)
                     continue;
                 }
                 state.topics.remove(&name);
+                state.groups.on_topic_deleted(&name);
                 responses.push(result(Some(name), id, None));
             }
             Target::Id(id) => {
@@ -134,6 +135,7 @@ pub(crate) fn handle(state: &mut State, version: i16, req: &DeleteTopicsRequest)
                 match state.topic_name_by_id(id).map(str::to_string) {
                     Some(name) => {
                         state.topics.remove(&name);
+                        state.groups.on_topic_deleted(&name);
                         responses.push(result(Some(name), id, None));
                     }
                     None => responses.push(result(None, id, plain(ErrorCode::UnknownTopicId))),

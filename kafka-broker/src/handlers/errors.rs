@@ -1,5 +1,6 @@
 //! Error answers built from a request: every partition (or the whole response, for APIs
-//! without partitions) carries the given code. Used for injected errors and for versions
+//! without partitions; every group or coordinator key, for batched group APIs) carries the
+//! given code. Used for injected errors and for versions
 //! Kafka 4 removed; the layout is the
 //! one a real broker sends when it refuses the request.
 
@@ -144,6 +145,17 @@ pub(crate) fn error_response(body: &RequestBody, version: i16, code: ErrorCode) 
             ..Default::default()
         }
         .into(),
+        RequestBody::FindCoordinator(r) => super::find_coordinator::refuse_all(r, version, code).into(),
+        RequestBody::JoinGroup(r) => super::join_group::refuse(r, version, code).into(),
+        RequestBody::SyncGroup(_) => super::sync_group::refuse(version, code).into(),
+        RequestBody::Heartbeat(_) => super::heartbeat::refuse(code).into(),
+        RequestBody::LeaveGroup(_) => super::leave_group::refuse(code).into(),
+        RequestBody::OffsetCommit(r) => super::offset_commit::refuse_all(r, code).into(),
+        RequestBody::OffsetFetch(r) => super::offset_fetch::refuse_all(r, version, code).into(),
+        RequestBody::OffsetDelete(_) => super::offset_delete::refuse(code).into(),
+        RequestBody::ListGroups(_) => super::list_groups::refuse(code).into(),
+        RequestBody::DescribeGroups(r) => super::describe_groups::refuse_all(r, code).into(),
+        RequestBody::DeleteGroups(r) => super::delete_groups::refuse_all(r, code).into(),
         _ => return None,
     })
 }

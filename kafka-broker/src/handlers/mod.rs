@@ -5,19 +5,30 @@ pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
+pub(crate) mod delete_groups;
 pub(crate) mod delete_records;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
+pub(crate) mod describe_groups;
 pub(crate) mod describe_producers;
 pub(crate) mod errors;
 pub(crate) mod fetch;
+pub(crate) mod find_coordinator;
+pub(crate) mod heartbeat;
 pub(crate) mod incremental_alter_configs;
 pub(crate) mod init_producer_id;
+pub(crate) mod join_group;
+pub(crate) mod leave_group;
+pub(crate) mod list_groups;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
+pub(crate) mod offset_commit;
+pub(crate) mod offset_delete;
+pub(crate) mod offset_fetch;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
+pub(crate) mod sync_group;
 
 use std::time::Instant;
 
@@ -47,6 +58,17 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, create_partitions::MIN_VERSION, create_partitions::MAX_VERSION),
     (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::MIN_VERSION, incremental_alter_configs::MAX_VERSION),
     (ApiKey::DescribeCluster, describe_cluster::MIN_VERSION, describe_cluster::MAX_VERSION),
+    (ApiKey::FindCoordinator, find_coordinator::MIN_VERSION, find_coordinator::MAX_VERSION),
+    (ApiKey::JoinGroup, join_group::MIN_VERSION, join_group::MAX_VERSION),
+    (ApiKey::SyncGroup, sync_group::MIN_VERSION, sync_group::MAX_VERSION),
+    (ApiKey::Heartbeat, heartbeat::MIN_VERSION, heartbeat::MAX_VERSION),
+    (ApiKey::LeaveGroup, leave_group::MIN_VERSION, leave_group::MAX_VERSION),
+    (ApiKey::OffsetCommit, offset_commit::MIN_VERSION, offset_commit::MAX_VERSION),
+    (ApiKey::OffsetFetch, offset_fetch::MIN_VERSION, offset_fetch::MAX_VERSION),
+    (ApiKey::OffsetDelete, offset_delete::MIN_VERSION, offset_delete::MAX_VERSION),
+    (ApiKey::ListGroups, list_groups::MIN_VERSION, list_groups::MAX_VERSION),
+    (ApiKey::DescribeGroups, describe_groups::MIN_VERSION, describe_groups::MAX_VERSION),
+    (ApiKey::DeleteGroups, delete_groups::MIN_VERSION, delete_groups::MAX_VERSION),
 ];
 
 /// Whether `version` of `api` is implemented.
@@ -67,6 +89,9 @@ pub(crate) enum Handled {
     /// Not answerable yet (a Fetch waiting for `min_bytes`): run the request again when data
     /// arrives, and for the last time at the deadline.
     Park(Instant),
+    /// Answered later by the group coordinator through the ticket (a JoinGroup or SyncGroup
+    /// waiting for the rebalance).
+    Wait(u64),
     /// The API or version is not implemented.
     NotImplemented,
 }
@@ -82,6 +107,8 @@ impl From<ResponseBody> for Handled {
 pub(crate) struct Ctx<'a> {
     /// The node id of the broker the client is connected to.
     pub broker: i32,
+    /// The client's address.
+    pub peer: Option<std::net::IpAddr>,
     pub header: &'a RequestHeader,
     pub version: i16,
     /// The cluster clock (milliseconds since the epoch).
@@ -98,6 +125,8 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         RequestBody::Produce(_) => version < produce::MIN_VERSION,
         RequestBody::Fetch(_) => version < fetch::MIN_VERSION,
         RequestBody::ListOffsets(_) => version < list_offsets::MIN_VERSION,
+        RequestBody::OffsetCommit(_) => version < offset_commit::MIN_VERSION,
+        RequestBody::OffsetFetch(_) => version < offset_fetch::MIN_VERSION,
         _ => false,
     };
     if removed {
@@ -131,6 +160,17 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
             ResponseBody::from(incremental_alter_configs::handle(state, ctx.broker, version, r)).into()
         }
         RequestBody::DescribeCluster(r) => ResponseBody::from(describe_cluster::handle(state, version, r)).into(),
+        RequestBody::FindCoordinator(r) => ResponseBody::from(find_coordinator::handle(state, version, r)).into(),
+        RequestBody::JoinGroup(r) => join_group::handle(state, ctx, r),
+        RequestBody::SyncGroup(r) => sync_group::handle(state, ctx, r),
+        RequestBody::Heartbeat(r) => ResponseBody::from(heartbeat::handle(state, ctx, r)).into(),
+        RequestBody::LeaveGroup(r) => ResponseBody::from(leave_group::handle(state, ctx, r)).into(),
+        RequestBody::OffsetCommit(r) => ResponseBody::from(offset_commit::handle(state, ctx, r)).into(),
+        RequestBody::OffsetFetch(r) => ResponseBody::from(offset_fetch::handle(state, ctx, r)).into(),
+        RequestBody::OffsetDelete(r) => ResponseBody::from(offset_delete::handle(state, ctx, r)).into(),
+        RequestBody::ListGroups(r) => ResponseBody::from(list_groups::handle(state, ctx, r)).into(),
+        RequestBody::DescribeGroups(r) => ResponseBody::from(describe_groups::handle(state, ctx, r)).into(),
+        RequestBody::DeleteGroups(r) => ResponseBody::from(delete_groups::handle(state, ctx, r)).into(),
         _ => Handled::NotImplemented,
     }
 }
@@ -211,6 +251,19 @@ pub(crate) fn find_partition<'a>(
     let settings = t.settings.clone();
     let partition = usize::try_from(index).ok().and_then(|i| t.partitions.get_mut(i)).ok_or_else(unknown)?;
     Ok((settings, partition))
+}
+
+/// How Kafka shows a client's address (`InetAddress.toString()` of an address without a
+/// host name): "/127.0.0.1", or "/0:0:0:0:0:0:0:1" for IPv6.
+pub(crate) fn client_host(peer: Option<std::net::IpAddr>) -> String {
+    match peer {
+        Some(std::net::IpAddr::V4(ip)) => format!("/{ip}"),
+        Some(std::net::IpAddr::V6(ip)) => {
+            let segments: Vec<String> = ip.segments().iter().map(|s| format!("{s:x}")).collect();
+            format!("/{}", segments.join(":"))
+        }
+        None => String::new(),
+    }
 }
 
 /// The partition `topic`-`index`, if it exists (no checks, no injected errors).
