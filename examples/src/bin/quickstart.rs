@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let customers = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
     let mut deliveries = Vec::new();
     for i in 0..100_000u32 {
-        let customer = customers[i as usize % customers.len()];
+        let customer = customers.get(i as usize % customers.len()).copied().unwrap_or("nobody");
         let value = format!(r#"{{"order":{i},"customer":"{customer}","amount":{}}}"#, (i * 37) % 1000);
         deliveries.push(producer.send(ProducerRecord::new("orders").key(customer).value(&value)).await?);
         if i == 50_000 {
