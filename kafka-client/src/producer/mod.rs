@@ -276,13 +276,19 @@ impl Producer {
             return Err(e);
         }
         let config = &inner.config;
-        let size =
-            RECORD_BATCH_OVERHEAD + RecordBatchBuilder::max_record_size(record.key, record.value, &record.headers);
-        if size > config.max_request_size {
-            return Err(Error::RecordTooLarge { size, limit: config.max_request_size, setting: "max.request.size" });
+        // The record's encoded size (an upper bound); with the batch header, what a batch
+        // holding only this record takes.
+        let size = RecordBatchBuilder::max_record_size(record.key, record.value, &record.headers);
+        let alone = RECORD_BATCH_OVERHEAD + size;
+        if alone > config.max_request_size {
+            return Err(Error::RecordTooLarge {
+                size: alone,
+                limit: config.max_request_size,
+                setting: "max.request.size",
+            });
         }
-        if size > config.buffer_memory {
-            return Err(Error::RecordTooLarge { size, limit: config.buffer_memory, setting: "buffer.memory" });
+        if alone > config.buffer_memory {
+            return Err(Error::RecordTooLarge { size: alone, limit: config.buffer_memory, setting: "buffer.memory" });
         }
         let mut deadline = None;
         let topic = match inner.acc.topic(record.topic) {
