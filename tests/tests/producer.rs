@@ -286,9 +286,7 @@ async fn every_codec_round_trips() {
         let producer = Producer::new(config).unwrap();
         let mut futures = Vec::new();
         for i in 0..2_000u64 {
-            let key = format!("key-{}", i % 50);
-            let value = format!("{{\"n\": {i}, \"text\": \"{}\"}}", "abc".repeat((i % 20) as usize));
-            let trace = i.to_be_bytes();
+            let (key, value, trace) = kafka_examples::fixture::parts(i);
             let record = ProducerRecord::new(&topic)
                 .key(&key)
                 .value(&value)
@@ -308,8 +306,8 @@ async fn every_codec_round_trips() {
         for (p, records) in log.iter().enumerate() {
             for r in records {
                 let i = placed[&(p as i32, r.offset)];
-                assert_eq!(r.key.as_deref(), Some(format!("key-{}", i % 50).as_bytes()));
-                let value = format!("{{\"n\": {i}, \"text\": \"{}\"}}", "abc".repeat((i % 20) as usize));
+                let (key, value, _) = kafka_examples::fixture::parts(i);
+                assert_eq!(r.key.as_deref(), Some(key.as_bytes()));
                 assert_eq!(r.value.as_deref(), Some(value.as_bytes()));
                 assert_eq!(r.timestamp, 1_700_000_000_000 + i as i64);
                 assert_eq!(

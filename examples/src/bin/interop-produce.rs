@@ -57,9 +57,7 @@ async fn run(bootstrap: &str, prefix: &str, records: u64, base: i64) -> Result<(
         let producer = Producer::new(ProducerConfig::new(bootstrap).compression(codec))?;
         let mut pending = Vec::new();
         for i in 0..records {
-            let key = format!("key-{}", i % 50);
-            let value = format!("{{\"n\": {i}, \"text\": \"{}\"}}", "abc".repeat((i % 20) as usize));
-            let trace = i.to_be_bytes();
+            let (key, value, trace) = kafka_examples::fixture::parts(i);
             let record = ProducerRecord::new(&topic)
                 .key(&key)
                 .value(&value)
