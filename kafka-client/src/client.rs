@@ -413,3 +413,37 @@ fn backoff_for(retry_backoff: Duration, cap: Duration, failures: u32) -> Duratio
     let max = cap.as_secs_f64().max(base);
     Duration::from_secs_f64((base * 2f64.powi(failures.min(30) as i32 - 1)).min(max))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_backoff_doubles_with_jitter_up_to_the_maximum() {
+        let config = ClientConfig {
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_millis(1000),
+            ..Default::default()
+        };
+        let ms = |failures| backoff(&config, failures).as_millis();
+        for _ in 0..100 {
+            assert!((40..=60).contains(&ms(1)));
+            assert!((80..=120).contains(&ms(2)));
+            assert!((160..=240).contains(&ms(3)));
+            assert!((800..=1200).contains(&ms(10)));
+            assert!((800..=1200).contains(&ms(1000)));
+        }
+        // Jitter: not every wait is the same.
+        let samples: std::collections::HashSet<u128> = (0..50).map(|_| ms(4)).collect();
+        assert!(samples.len() > 5);
+    }
+
+    #[test]
+    fn metadata_retry_backoff_grows_to_its_cap() {
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_millis(1000);
+        assert_eq!(backoff_for(base, cap, 1), Duration::from_millis(100));
+        assert_eq!(backoff_for(base, cap, 2), Duration::from_millis(200));
+        assert_eq!(backoff_for(base, cap, 20), cap);
+    }
+}
