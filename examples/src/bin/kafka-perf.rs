@@ -170,6 +170,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             sent_at = Instant::now();
         }
         chunk.push((sent_at, f));
+        if i % 100_000 == 0 && std::env::var_os("KAFKA_PERF_DEBUG").is_some() {
+            eprintln!("{i}: buffer available {}", producer.buffer_available_bytes());
+        }
         if chunk.len() == 1024 {
             let _ = tx.send(std::mem::take(&mut chunk));
         }

@@ -257,7 +257,9 @@ impl Accumulator {
             memory_waiters: AtomicUsize::new(0),
             flushing: AtomicUsize::new(0),
             pool: Mutex::new(Vec::new()),
-            pool_max: (buffer_memory / settings.batch_size.max(1)).clamp(1, 32),
+            // A few buffers cover the turnover (a batch completes, another opens) without
+            // holding memory outside buffer.memory's accounting for long.
+            pool_max: (buffer_memory / settings.batch_size.max(1) / 8).clamp(1, 4),
         }
     }
 

@@ -256,6 +256,12 @@ impl Producer {
         &self.inner.config
     }
 
+    /// Bytes of `buffer.memory` not taken by records waiting to be sent or acknowledged (Java's
+    /// `buffer-available-bytes` metric).
+    pub fn buffer_available_bytes(&self) -> usize {
+        self.inner.acc.memory.available_permits()
+    }
+
     /// The connection layer (metadata, connections) this producer uses.
     pub fn client(&self) -> &Client {
         &self.inner.client

@@ -72,6 +72,8 @@ struct Sender {
     producer_id: i64,
     epoch: i16,
     init_running: bool,
+    /// Where the next drain round starts (see `drain`).
+    drain_start: usize,
     bump_pending: bool,
     idempotent: bool,
 }
@@ -90,6 +92,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         producer_id: -1,
         epoch: -1,
         init_running: false,
+        drain_start: 0,
         bump_pending: false,
         idempotent,
     };
@@ -391,12 +394,24 @@ impl Sender {
         let max_in_flight = config.max_in_flight.max(1);
         let mut per_node: HashMap<i32, (Vec<Drained>, usize)> = HashMap::new();
         let mut want_metadata = false;
+        let mut all = Vec::new();
         for t in self.inner.acc.topics() {
             if let Some(tm) = metadata.topic(&t.name) {
                 t.ensure_partitions(tm.partitions.len());
             }
-            for p in t.all() {
-                let leader = metadata.leader(&t.name, p.partition);
+            all.extend(t.all());
+        }
+        // Start each round at the next partition, as Java's drain index does: when a request
+        // fills up, the partitions after it wait for the next round, and a fixed order would
+        // make the last partitions wait behind the first ones again and again.
+        if !all.is_empty() {
+            let start = self.drain_start % all.len();
+            all.rotate_left(start);
+            self.drain_start = self.drain_start.wrapping_add(1);
+        }
+        {
+            for p in all {
+                let leader = metadata.leader(&p.topic, p.partition);
                 p.has_leader.store(leader.is_some(), Ordering::Relaxed);
                 let mut st = p.lock();
                 if let Some(open) = &st.open {
