@@ -269,3 +269,44 @@ async fn dropping_a_producer_never_blocks() {
     assert!(!pending.is_done());
     cluster.shutdown().await;
 }
+
+/// When every broker the metadata names is unreachable, the client goes back to its bootstrap
+/// servers. A Metadata answer advertising only a broker nobody listens on makes every known
+/// broker unreachable; the next refresh must still succeed, through the bootstrap address.
+#[tokio::test]
+async fn rebootstraps_when_every_known_broker_is_gone() {
+    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+    use kafka_protocol::messages::{MetadataResponse, ResponseBody};
+    let cluster = cluster(1).await;
+    // A port that refuses connections.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    cluster
+        .intercept(ApiKey::Metadata, Times::Once, move |_| {
+            Action::Respond(ResponseBody::Metadata(MetadataResponse {
+                brokers: vec![MetadataResponseBroker {
+                    node_id: 7,
+                    host: "127.0.0.1".into(),
+                    port: i32::from(dead_port),
+                    rack: None,
+                    ..Default::default()
+                }],
+                cluster_id: Some("gone".into()),
+                controller_id: 7,
+                ..Default::default()
+            }))
+        })
+        .await
+        .unwrap();
+    let client = Client::new(ClientConfig::new(&cluster.bootstrap_servers()), false).unwrap();
+    let first = client.refresh_metadata().await.unwrap();
+    assert_eq!(first.brokers.keys().copied().collect::<Vec<_>>(), vec![7]);
+    assert!(client.connection(7).await.is_err(), "node 7 is unreachable");
+    // Close the bootstrap connection too, so that the refresh has to open it again.
+    client.any_connection().await.unwrap().close();
+    let second = client.refresh_metadata().await.unwrap();
+    assert_eq!(second.brokers.keys().copied().collect::<Vec<_>>(), vec![1], "re-bootstrapped");
+    client.close();
+    cluster.shutdown().await;
+}
