@@ -283,19 +283,7 @@ impl Sender {
             }
         }
         for (p, b) in expired {
-            let error = b.last_error.clone().unwrap_or_else(|| Error::Timeout {
-                what: "before the batch could be sent".to_owned(),
-                setting: "delivery.timeout.ms",
-                timeout_ms: timeout.as_millis() as u64,
-            });
-            let error = match error {
-                e @ Error::Timeout { .. } => e,
-                e => Error::Timeout {
-                    what: format!("retrying; last error: {e}"),
-                    setting: "delivery.timeout.ms",
-                    timeout_ms: timeout.as_millis() as u64,
-                },
-            };
+            let error = delivery_timeout_error(b.last_error.clone(), timeout);
             self.fail(&p, b, error);
         }
     }
@@ -710,15 +698,7 @@ impl Sender {
         let out_of_time = now >= b.created + config.delivery_timeout;
         if out_of_time || b.attempts > config.retries || !error.is_retriable() {
             drop(st);
-            let error = if out_of_time {
-                Error::Timeout {
-                    what: format!("retrying; last error: {error}"),
-                    setting: "delivery.timeout.ms",
-                    timeout_ms: config.delivery_timeout.as_millis() as u64,
-                }
-            } else {
-                error
-            };
+            let error = if out_of_time { delivery_timeout_error(Some(error), config.delivery_timeout) } else { error };
             self.fail(p, b, error);
             return;
         }
@@ -761,6 +741,23 @@ impl Sender {
         st.in_flight = st.in_flight.saturating_sub(1);
         st.retrying = true;
         st.requeue(b);
+    }
+}
+
+/// The error of a batch that ran out of `delivery.timeout.ms`, naming the last failure (if
+/// any) that kept it from being delivered.
+fn delivery_timeout_error(last: Option<Error>, timeout: Duration) -> Error {
+    let timeout_ms = timeout.as_millis() as u64;
+    match last {
+        None => Error::Timeout {
+            what: "before the batch could be sent".to_owned(),
+            setting: "delivery.timeout.ms",
+            timeout_ms,
+        },
+        Some(e @ Error::Timeout { .. }) => e,
+        Some(e) => {
+            Error::Timeout { what: format!("retrying; last error: {e}"), setting: "delivery.timeout.ms", timeout_ms }
+        }
     }
 }
 
