@@ -88,9 +88,12 @@ async fn a_million_records_read_back_exactly_once_in_order() {
     let log = read_topic(&cluster.bootstrap_servers(), "volume", 6).await.unwrap();
     let figures = check(&sent, &log);
     assert_clean(&figures, count as usize);
-    // The sticky partitioner spread the records over every partition.
+    // The sticky partitioner spread the records over every partition. It switches partition
+    // at random about every 256 KiB (some 80 times in a million 20-byte records), so each
+    // partition's share varies by about a quarter around count / 6; count / 30 is far enough
+    // below that to be reliable, and still fails if a partition is left out.
     let lens: Vec<usize> = log.iter().map(Vec::len).collect();
-    assert!(count < 100_000 || lens.iter().all(|n| *n as u64 > count / 12), "{lens:?}");
+    assert!(count < 100_000 || lens.iter().all(|n| *n as u64 > count / 30), "{lens:?}");
     cluster.shutdown().await;
 }
 
