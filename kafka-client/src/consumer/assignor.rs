@@ -1,0 +1,1 @@
+//! Partition assignors of the classic consumer group protocol (placeholder; see issue 6).
