@@ -54,6 +54,8 @@ struct Inner {
     nodes: Mutex<HashMap<i32, Arc<NodeSlot>>>,
     metadata: watch::Sender<Arc<Metadata>>,
     interest: Mutex<BTreeSet<String>>,
+    /// Every refresh asks for all topics (pattern subscriptions).
+    all_topics: AtomicBool,
     refresh_lock: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     refresh_wanted: Arc<Notify>,
@@ -103,6 +105,7 @@ impl Client {
             nodes: Mutex::new(nodes),
             metadata,
             interest: Mutex::new(BTreeSet::new()),
+            all_topics: AtomicBool::new(false),
             refresh_lock: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             refresh_wanted: Arc::new(Notify::new()),
@@ -139,6 +142,12 @@ impl Client {
             }
         }
         added
+    }
+
+    /// Makes every refresh ask for all topics (for pattern subscriptions); topics missing
+    /// from such an answer are dropped from the snapshot (they were deleted).
+    pub fn add_all_topics(&self) {
+        self.inner.all_topics.store(true, Ordering::Release);
     }
 
     /// Asks the background task for a refresh soon (after an error that suggests the
@@ -319,15 +328,23 @@ async fn refresh(inner: &Inner) -> Result<Arc<Metadata>> {
     let topics: Vec<String> = lock(&inner.interest).iter().cloned().collect();
     let conn = any_connection(inner).await?;
     let version = conn.version(ApiKey::Metadata, METADATA_MIN_VERSION)?;
+    let all = inner.all_topics.load(Ordering::Acquire);
     let request = MetadataRequest {
-        topics: Some(
-            topics.iter().map(|t| MetadataRequestTopic { name: Some(t.clone()), ..Default::default() }).collect(),
-        ),
-        allow_auto_topic_creation: inner.allow_auto_topic_creation,
+        topics: if all {
+            None
+        } else {
+            Some(topics.iter().map(|t| MetadataRequestTopic { name: Some(t.clone()), ..Default::default() }).collect())
+        },
+        allow_auto_topic_creation: inner.allow_auto_topic_creation && !all,
         ..Default::default()
     };
     let response: MetadataResponse = conn.request_at(&request, version).await?;
-    let snapshot = Arc::new(inner.metadata.borrow().merge(&response));
+    let mut merged = inner.metadata.borrow().merge(&response);
+    if all {
+        let present: BTreeSet<&str> = response.topics.iter().filter_map(|t| t.name.as_deref()).collect();
+        merged.topics.retain(|name, _| present.contains(name.as_str()));
+    }
+    let snapshot = Arc::new(merged);
     update_nodes(inner, &snapshot);
     inner.metadata.send_replace(snapshot.clone());
     inner.generation.fetch_add(1, Ordering::AcqRel);

@@ -448,7 +448,7 @@ pub(crate) fn config_error(key: &str, reason: &str) -> Error {
     Error::Config { key: key.to_owned(), reason: reason.to_owned() }
 }
 
-fn split_list(value: &str) -> Vec<String> {
+pub(crate) fn split_list(value: &str) -> Vec<String> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
@@ -463,7 +463,7 @@ pub(crate) fn parse_host_port(s: &str) -> std::result::Result<(String, u16), Str
     Ok((host.to_owned(), port))
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool> {
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -471,7 +471,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool> {
     }
 }
 
-fn parse_num<T: TryFrom<u64>>(key: &str, value: &str, min: u64, max: u64) -> Result<T> {
+pub(crate) fn parse_num<T: TryFrom<u64>>(key: &str, value: &str, min: u64, max: u64) -> Result<T> {
     let n: u64 = value.parse().map_err(|_| config_error(key, "expected a non-negative integer"))?;
     if n < min || n > max {
         return Err(config_error(key, &format!("{n} is outside {min}..={max}")));
@@ -479,7 +479,7 @@ fn parse_num<T: TryFrom<u64>>(key: &str, value: &str, min: u64, max: u64) -> Res
     T::try_from(n).map_err(|_| config_error(key, "value too large"))
 }
 
-fn parse_ms(key: &str, value: &str, min: u64) -> Result<Duration> {
+pub(crate) fn parse_ms(key: &str, value: &str, min: u64) -> Result<Duration> {
     parse_num::<u64>(key, value, min, i64::MAX as u64 / 1_000_000).map(Duration::from_millis)
 }
 

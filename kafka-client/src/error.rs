@@ -106,6 +106,48 @@ pub enum Error {
     /// The client has been closed.
     #[error("the {0} is closed")]
     Closed(&'static str),
+    /// A partition has no valid position and `auto.offset.reset` is `none`: no committed
+    /// offset, or the position is out of range. Seek to continue.
+    #[error("no offset for {topic}-{partition}: {reason} and auto.offset.reset is none")]
+    NoOffset {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Why there is no position.
+        reason: String,
+    },
+    /// A fetched batch failed its CRC check or could not be decoded. The partition's position
+    /// stays before it: nothing is skipped silently (seek past it to continue).
+    #[error("corrupt data in {topic}-{partition} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset of the batch (or the position when unknown).
+        offset: i64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The leader's log was truncated below this consumer's position (detected through the
+    /// fetch's diverging epoch, KIP-320) and `auto.offset.reset` is `none`.
+    #[error("log truncation in {topic}-{partition}: position {position}, the leader's log ends at {end_offset}")]
+    LogTruncation {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// This consumer's position.
+        position: i64,
+        /// Where the leader's log ends for the position's epoch.
+        end_offset: i64,
+    },
+    /// An offset commit was refused because the group rebalanced (the member's generation is
+    /// no longer current) or the member was removed. The partitions may now belong to
+    /// another member; their records since the last commit may be delivered again there.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
     /// A record was not delivered (so that `send(..).await?.await?` works with this type).
     #[error(transparent)]
     Delivery(Box<DeliveryError>),

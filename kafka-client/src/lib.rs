@@ -29,15 +29,15 @@
 
 pub mod client;
 pub mod config;
-pub mod consumer;
 pub mod conn;
+pub mod consumer;
 pub mod error;
 pub mod metadata;
 pub mod producer;
 
 pub use client::Client;
 pub use config::{Acks, ClientConfig, ProducerConfig};
-pub use consumer::TopicPartition;
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, RebalanceListener, TopicPartition};
 pub use error::{DeliveryError, Error, Persistence, Result};
 pub use kafka_protocol::compression::Compression;
 pub use producer::{DeliveryFuture, Header, Partitioner, Producer, ProducerRecord, RecordMetadata};

@@ -1397,8 +1397,8 @@ impl<'a> RecordHeader<'a> {
     }
 }
 
-/// Iterator over a record's headers.
-#[derive(Debug, Clone)]
+/// Iterator over a record's headers (`Default` is an empty one).
+#[derive(Debug, Clone, Default)]
 pub struct HeaderIter<'a> {
     rest: &'a [u8],
     remaining: u32,

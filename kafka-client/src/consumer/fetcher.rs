@@ -1,0 +1,696 @@
+//! The fetch task: one per consumer, with at most one Fetch in flight per broker, each broker
+//! keeping a fetch session (KIP-227); it also resolves positions (committed offsets, resets).
+//!
+//! A partition is fetched when it is assigned, has a position, is not paused, has less than
+//! `max.partition.fetch.bytes` buffered, and the consumer as a whole has less than
+//! `queued.max.messages.kbytes` buffered: prefetch is pipelined (the next fetch goes out while
+//! the application reads the previous one) and bounded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::primitives::Uuid;
+use kafka_protocol::{frame, ApiKey, ErrorCode};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::config::OffsetReset;
+use super::offsets::{list_offsets, EARLIEST, LATEST};
+use super::record::{scan_end, CompletedFetch, FetchedData};
+use super::state::{Need, Position};
+use super::{Shared, TopicPartition};
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+
+/// A partition as last sent in a broker's fetch session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SessionPart {
+    fetch_offset: i64,
+    leader_epoch: i32,
+    last_fetched_epoch: i32,
+}
+
+/// The client side of one broker's fetch session.
+#[derive(Debug, Default)]
+struct Session {
+    id: i32,
+    /// The epoch to send next: 0 opens a new session (a full fetch).
+    epoch: i32,
+    parts: BTreeMap<TopicPartition, SessionPart>,
+}
+
+impl Session {
+    fn reset(&mut self) {
+        self.id = 0;
+        self.epoch = 0;
+        self.parts.clear();
+    }
+}
+
+/// A partition of a fetch in flight.
+#[derive(Debug)]
+struct Sent {
+    tp: TopicPartition,
+    epoch: u64,
+    fetch_offset: i64,
+}
+
+struct FetchDone {
+    node: i32,
+    sent: Vec<Sent>,
+    wanted: BTreeMap<TopicPartition, SessionPart>,
+    full: bool,
+    names: HashMap<Uuid, String>,
+    result: Result<FetchResponse>,
+}
+
+struct ResolveDone {
+    results: Vec<(TopicPartition, u64, Result<Option<Position>>, Need)>,
+}
+
+/// Runs until the consumer closes.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut sessions: HashMap<i32, Session> = HashMap::new();
+    let mut fetches: JoinSet<FetchDone> = JoinSet::new();
+    let mut busy_nodes: HashSet<i32> = HashSet::new();
+    let mut lookups: JoinSet<ResolveDone> = JoinSet::new();
+    let mut metadata_rx = shared.client.watch_metadata();
+    loop {
+        if shared.is_closed() {
+            break;
+        }
+        let metadata = shared.client.metadata();
+        let mut lookup_wake = None;
+        if lookups.is_empty() {
+            let (task, wake) = plan_resolution(&shared);
+            if let Some(task) = task {
+                lookups.spawn(task);
+            }
+            lookup_wake = wake;
+        }
+        let next_wake = plan_fetches(&shared, &metadata, &mut sessions, &mut busy_nodes, &mut fetches);
+        let next_wake = match (next_wake, lookup_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            Some(done) = fetches.join_next(), if !fetches.is_empty() => {
+                if let Ok(done) = done {
+                    busy_nodes.remove(&done.node);
+                    handle_fetch(&shared, &mut sessions, done);
+                }
+            }
+            Some(done) = lookups.join_next(), if !lookups.is_empty() => {
+                if let Ok(done) = done {
+                    handle_resolution(&shared, done);
+                }
+            }
+            _ = shared.fetcher_wake.notified() => {}
+            r = metadata_rx.changed() => {
+                if r.is_err() {
+                    break;
+                }
+            }
+            _ = sleep_until_opt(next_wake) => {}
+        }
+    }
+    fetches.abort_all();
+    lookups.abort_all();
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts a lookup for the partitions that need a position, if any; also returns when a
+/// partition backing off after a failed lookup is due.
+fn plan_resolution(
+    shared: &Arc<Shared>,
+) -> (Option<impl std::future::Future<Output = ResolveDone> + Send + 'static>, Option<Instant>) {
+    let now = Instant::now();
+    let mut work: Vec<(TopicPartition, u64, Need)> = Vec::new();
+    let mut wake: Option<Instant> = None;
+    {
+        let mut st = shared.lock();
+        for (tp, p) in st.parts.iter_mut() {
+            if p.need == Need::Nothing || p.resolving || p.stalled {
+                continue;
+            }
+            if let Some(t) = p.backoff_until.filter(|t| *t > now) {
+                wake = Some(wake.map_or(t, |w| w.min(t)));
+                continue;
+            }
+            p.resolving = true;
+            work.push((tp.clone(), p.epoch, p.need));
+        }
+    }
+    if work.is_empty() {
+        return (None, wake);
+    }
+    let shared = shared.clone();
+    (
+        Some(async move {
+            let mut results = Vec::new();
+            // Committed offsets first; partitions without one fall back to the reset policy.
+            let committed: Vec<TopicPartition> =
+                work.iter().filter(|(_, _, n)| *n == Need::Committed).map(|(tp, _, _)| tp.clone()).collect();
+            let mut found: BTreeMap<TopicPartition, Result<Option<Position>>> = BTreeMap::new();
+            if !committed.is_empty() {
+                match &shared.group {
+                    Some(group) => match group.fetch_committed(&shared, &committed).await {
+                        Ok(map) => {
+                            for tp in &committed {
+                                let pos = map
+                                    .get(tp)
+                                    .and_then(|c| c.as_ref())
+                                    .map(|c| Position { offset: c.offset, leader_epoch: c.leader_epoch });
+                                found.insert(tp.clone(), Ok(pos));
+                            }
+                        }
+                        Err(e) => {
+                            for tp in &committed {
+                                found.insert(tp.clone(), Err(e.clone()));
+                            }
+                        }
+                    },
+                    None => {
+                        for tp in &committed {
+                            found.insert(tp.clone(), Ok(None));
+                        }
+                    }
+                }
+            }
+            let reset = shared.config.auto_offset_reset;
+            let mut by_time: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+            let mut plan: Vec<(TopicPartition, u64, Need)> = Vec::new();
+            for (tp, epoch, need) in work {
+                let policy = match need {
+                    Need::Committed => match found.remove(&tp) {
+                        Some(Ok(Some(pos))) => {
+                            results.push((tp, epoch, Ok(Some(pos)), Need::Nothing));
+                            continue;
+                        }
+                        Some(Err(e)) => {
+                            results.push((tp, epoch, Err(e), need));
+                            continue;
+                        }
+                        _ => reset,
+                    },
+                    Need::Reset(policy) => policy,
+                    Need::Timestamp(ts) => {
+                        by_time.insert(tp.clone(), ts);
+                        plan.push((tp, epoch, need));
+                        continue;
+                    }
+                    Need::Nothing => continue,
+                };
+                match policy {
+                    OffsetReset::Earliest => {
+                        by_time.insert(tp.clone(), EARLIEST);
+                    }
+                    OffsetReset::Latest => {
+                        by_time.insert(tp.clone(), LATEST);
+                    }
+                    OffsetReset::None => {
+                        let e = Error::NoOffset {
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
+                            reason: if need == Need::Committed {
+                                "no committed offset".to_owned()
+                            } else {
+                                "the position is out of range".to_owned()
+                            },
+                        };
+                        results.push((tp, epoch, Err(e), Need::Reset(OffsetReset::None)));
+                        continue;
+                    }
+                }
+                plan.push((tp, epoch, Need::Reset(policy)));
+            }
+            if !by_time.is_empty() {
+                let answers = list_offsets(&shared.client, shared.config.isolation_level.wire(), &by_time).await;
+                for (tp, epoch, need) in plan {
+                    let r = match answers.get(&tp) {
+                        Some(Ok(Some(o))) => Ok(Some(Position { offset: o.offset, leader_epoch: o.leader_epoch })),
+                        // A timestamp after the last record: the end of the log.
+                        Some(Ok(None)) => match need {
+                            Need::Timestamp(_) => {
+                                let end = BTreeMap::from([(tp.clone(), LATEST)]);
+                                match list_offsets(&shared.client, shared.config.isolation_level.wire(), &end)
+                                    .await
+                                    .remove(&tp)
+                                {
+                                    Some(Ok(Some(o))) => Ok(Some(Position { offset: o.offset, leader_epoch: None })),
+                                    Some(Err(e)) => Err(e),
+                                    _ => Ok(None),
+                                }
+                            }
+                            _ => Ok(None),
+                        },
+                        Some(Err(e)) => Err(e.clone()),
+                        None => Ok(None),
+                    };
+                    results.push((tp, epoch, r, need));
+                }
+            }
+            ResolveDone { results }
+        }),
+        wake,
+    )
+}
+
+fn handle_resolution(shared: &Arc<Shared>, done: ResolveDone) {
+    let backoff = shared.config.client.retry_backoff;
+    let mut st = shared.lock();
+    let mut wake_app = false;
+    for (tp, epoch, result, need) in done.results {
+        let Some(p) = st.parts.get_mut(&tp) else { continue };
+        if p.epoch != epoch {
+            continue;
+        }
+        p.resolving = false;
+        match result {
+            Ok(Some(pos)) => {
+                p.position = Some(pos);
+                p.fetch_position = Some(pos);
+                p.need = Need::Nothing;
+                p.backoff_until = None;
+                tracing::debug!(partition = %tp, offset = pos.offset, "position set");
+            }
+            Ok(None) => {
+                p.need = need;
+                p.backoff_until = Some(Instant::now() + backoff);
+            }
+            Err(e @ Error::NoOffset { .. }) => {
+                p.stalled = true;
+                st.errors.push_back(e);
+                wake_app = true;
+            }
+            Err(e) => {
+                tracing::debug!(partition = %tp, error = %e, "offset lookup failed; retrying");
+                p.backoff_until = Some(Instant::now() + backoff);
+                if !e.is_retriable() && !matches!(e, Error::Kafka { .. }) {
+                    st.errors.push_back(e);
+                    wake_app = true;
+                }
+            }
+        }
+    }
+    drop(st);
+    shared.positions_changed.notify_waiters();
+    if wake_app {
+        shared.data_ready.notify_one();
+    }
+}
+
+/// Sends a fetch to every broker that has fetchable partitions and none in flight. Returns
+/// when the loop should look again (the earliest backoff expiry).
+fn plan_fetches(
+    shared: &Arc<Shared>,
+    metadata: &Arc<Metadata>,
+    sessions: &mut HashMap<i32, Session>,
+    busy: &mut HashSet<i32>,
+    fetches: &mut JoinSet<FetchDone>,
+) -> Option<Instant> {
+    let config = &shared.config;
+    let now = Instant::now();
+    let mut next_wake: Option<Instant> = None;
+    let mut by_node: BTreeMap<i32, Vec<(TopicPartition, u64, SessionPart)>> = BTreeMap::new();
+    let mut missing_leader = false;
+    {
+        let mut st = shared.lock();
+        if st.buffered >= config.max_buffered_bytes {
+            return None;
+        }
+        let partition_limit = usize::try_from(config.max_partition_fetch_bytes).unwrap_or(usize::MAX);
+        for (tp, p) in st.parts.iter_mut() {
+            if p.paused || p.stalled || p.in_flight || p.need != Need::Nothing || p.buffered >= partition_limit {
+                continue;
+            }
+            let Some(pos) = p.fetch_position else { continue };
+            if let Some(t) = p.backoff_until {
+                if t > now {
+                    next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
+                    continue;
+                }
+                p.backoff_until = None;
+            }
+            let meta = metadata.topic(&tp.topic).and_then(|t| t.partition(tp.partition));
+            let leader = metadata.leader(&tp.topic, tp.partition);
+            let node = match p.preferred_replica {
+                Some((node, until)) if until > now && metadata.brokers.contains_key(&node) => Some(node),
+                _ => {
+                    p.preferred_replica = None;
+                    leader
+                }
+            };
+            let Some(node) = node else {
+                missing_leader = true;
+                continue;
+            };
+            if busy.contains(&node) {
+                continue;
+            }
+            by_node.entry(node).or_default().push((
+                tp.clone(),
+                p.epoch,
+                SessionPart {
+                    fetch_offset: pos.offset,
+                    leader_epoch: meta.map_or(-1, |m| m.leader_epoch),
+                    last_fetched_epoch: pos.leader_epoch.unwrap_or(-1),
+                },
+            ));
+        }
+        for parts in by_node.values() {
+            for (tp, _, _) in parts {
+                if let Some(p) = st.parts.get_mut(tp) {
+                    p.in_flight = true;
+                }
+            }
+        }
+    }
+    if missing_leader {
+        shared.client.request_refresh();
+        let t = now + config.client.retry_backoff;
+        next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
+    }
+    for (node, parts) in by_node {
+        busy.insert(node);
+        let session = sessions.entry(node).or_default();
+        let wanted: BTreeMap<TopicPartition, SessionPart> = parts.iter().map(|(tp, _, sp)| (tp.clone(), *sp)).collect();
+        let sent: Vec<Sent> = parts
+            .iter()
+            .map(|(tp, epoch, sp)| Sent { tp: tp.clone(), epoch: *epoch, fetch_offset: sp.fetch_offset })
+            .collect();
+        let shared = shared.clone();
+        let metadata = metadata.clone();
+        let full = session.epoch == 0;
+        // What to put in the request: everything for a full fetch; for an incremental one,
+        // the partitions that are new or changed, and the ones to forget.
+        let (send, forget): (Vec<(TopicPartition, SessionPart)>, Vec<TopicPartition>) = if full {
+            (wanted.iter().map(|(tp, sp)| (tp.clone(), *sp)).collect(), Vec::new())
+        } else {
+            let send = wanted
+                .iter()
+                .filter(|(tp, sp)| session.parts.get(*tp) != Some(*sp))
+                .map(|(tp, sp)| (tp.clone(), *sp))
+                .collect();
+            let forget = session.parts.keys().filter(|tp| !wanted.contains_key(*tp)).cloned().collect();
+            (send, forget)
+        };
+        let (session_id, session_epoch) = (session.id, session.epoch);
+        fetches.spawn(async move {
+            let mut names = HashMap::new();
+            let result =
+                send_fetch(&shared, &metadata, node, session_id, session_epoch, &send, &forget, &mut names).await;
+            FetchDone { node, sent, wanted, full, names, result }
+        });
+    }
+    next_wake
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_fetch(
+    shared: &Arc<Shared>,
+    metadata: &Metadata,
+    node: i32,
+    session_id: i32,
+    session_epoch: i32,
+    send: &[(TopicPartition, SessionPart)],
+    forget: &[TopicPartition],
+    names: &mut HashMap<Uuid, String>,
+) -> Result<FetchResponse> {
+    let config = &shared.config;
+    let conn = shared.client.connection(node).await?;
+    let mut version = conn.version(ApiKey::Fetch, 4)?;
+    // Fetch v13+ names topics by id: use it only when every topic's id is known.
+    let id_of = |topic: &str| metadata.topic(topic).map(|t| t.topic_id).filter(|id| *id != Uuid::default());
+    if version >= 13
+        && send.iter().map(|(tp, _)| &tp.topic).chain(forget.iter().map(|tp| &tp.topic)).any(|t| id_of(t).is_none())
+    {
+        version = 12;
+    }
+    let use_sessions = version >= 7;
+    let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    for (tp, sp) in send {
+        topics.entry(tp.topic.as_str()).or_default().push(FetchPartition {
+            partition: tp.partition,
+            current_leader_epoch: sp.leader_epoch,
+            fetch_offset: sp.fetch_offset,
+            last_fetched_epoch: sp.last_fetched_epoch,
+            log_start_offset: -1,
+            partition_max_bytes: config.max_partition_fetch_bytes,
+            ..Default::default()
+        });
+    }
+    let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in forget {
+        forgotten.entry(tp.topic.as_str()).or_default().push(tp.partition);
+    }
+    let topic_id = |t: &str| if version >= 13 { id_of(t).unwrap_or_default() } else { Uuid::default() };
+    for t in topics.keys().chain(forgotten.keys()) {
+        if version >= 13 {
+            names.insert(topic_id(t), (*t).to_owned());
+        }
+    }
+    let request = FetchRequest {
+        replica_id: -1,
+        max_wait_ms: i32::try_from(config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX),
+        min_bytes: config.fetch_min_bytes,
+        max_bytes: config.fetch_max_bytes,
+        isolation_level: config.isolation_level.wire(),
+        session_id: if use_sessions { session_id } else { 0 },
+        session_epoch: if use_sessions { session_epoch } else { -1 },
+        topics: topics
+            .into_iter()
+            .map(|(t, partitions)| FetchTopic {
+                topic: t.to_owned(),
+                topic_id: topic_id(t),
+                partitions,
+                ..Default::default()
+            })
+            .collect(),
+        forgotten_topics_data: if use_sessions {
+            forgotten
+                .into_iter()
+                .map(|(t, partitions)| ForgottenTopic {
+                    topic: t.to_owned(),
+                    topic_id: topic_id(t),
+                    partitions,
+                    ..Default::default()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        rack_id: config.client_rack.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let timeout = config.client.request_timeout + config.fetch_max_wait;
+    let frame = conn.send(&request, version, true, timeout)?.await?;
+    let (_, response) = frame::decode_response::<FetchResponse>(frame, version).map_err(|e| conn.protocol_error(e))?;
+    Ok(response)
+}
+
+fn handle_fetch(shared: &Arc<Shared>, sessions: &mut HashMap<i32, Session>, done: FetchDone) {
+    let config = &shared.config;
+    let session = sessions.entry(done.node).or_default();
+    let backoff = config.client.retry_backoff;
+    let sent_epochs: HashMap<&TopicPartition, (u64, i64)> =
+        done.sent.iter().map(|s| (&s.tp, (s.epoch, s.fetch_offset))).collect();
+    let response = match done.result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(node = done.node, error = %e, "fetch failed");
+            session.reset();
+            shared.client.request_refresh();
+            let mut st = shared.lock();
+            let until = Instant::now() + backoff;
+            for s in &done.sent {
+                if let Some(p) = st.parts.get_mut(&s.tp) {
+                    p.in_flight = false;
+                    if p.epoch == s.epoch {
+                        p.backoff_until = Some(until);
+                    }
+                }
+            }
+            return;
+        }
+    };
+    let top = ErrorCode::from_code(response.error_code);
+    if top != ErrorCode::None {
+        tracing::debug!(node = done.node, error = top.name(), "fetch session error");
+        session.reset();
+        let mut st = shared.lock();
+        for s in &done.sent {
+            if let Some(p) = st.parts.get_mut(&s.tp) {
+                p.in_flight = false;
+                if top != ErrorCode::FetchSessionIdNotFound && top != ErrorCode::InvalidFetchSessionEpoch {
+                    p.backoff_until = Some(Instant::now() + backoff);
+                }
+            }
+        }
+        return;
+    }
+    // The session moves on.
+    if done.full {
+        session.id = response.session_id;
+        session.epoch = if response.session_id != 0 { 1 } else { 0 };
+    } else {
+        session.epoch = if session.epoch == i32::MAX { 1 } else { session.epoch + 1 };
+    }
+    session.parts = done.wanted;
+    if session.id == 0 {
+        session.epoch = 0;
+    }
+
+    let decompress_limit = usize::try_from(config.fetch_max_bytes).unwrap_or(usize::MAX).max(64 << 20);
+    let read_committed = config.isolation_level.wire() == 1;
+    let mut refresh = false;
+    let mut wake_app = false;
+    let now = Instant::now();
+    let mut st = shared.lock();
+    for s in &done.sent {
+        if let Some(p) = st.parts.get_mut(&s.tp) {
+            p.in_flight = false;
+        }
+    }
+    for topic in response.responses {
+        let name = if topic.topic.is_empty() {
+            match done.names.get(&topic.topic_id) {
+                Some(n) => n.clone(),
+                None => continue,
+            }
+        } else {
+            topic.topic
+        };
+        for pd in topic.partitions {
+            let tp = TopicPartition::new(name.clone(), pd.partition_index);
+            let Some(&(epoch, fetch_offset)) = sent_epochs.get(&tp) else { continue };
+            let Some(p) = st.parts.get_mut(&tp) else { continue };
+            if p.epoch != epoch || p.fetch_position.map(|f| f.offset) != Some(fetch_offset) {
+                continue;
+            }
+            let code = ErrorCode::from_code(pd.error_code);
+            match code {
+                ErrorCode::None => {}
+                ErrorCode::OffsetOutOfRange => {
+                    tracing::info!(partition = %tp, offset = fetch_offset, "offset out of range; resetting");
+                    st.reposition(&tp, None, Need::Reset(config.auto_offset_reset));
+                    continue;
+                }
+                ErrorCode::NotLeaderOrFollower
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::KafkaStorageError
+                | ErrorCode::OffsetNotAvailable
+                | ErrorCode::ReplicaNotAvailable
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::UnknownTopicId
+                | ErrorCode::InconsistentTopicId => {
+                    p.preferred_replica = None;
+                    p.backoff_until = Some(now + backoff);
+                    refresh = true;
+                    continue;
+                }
+                other => {
+                    p.stalled = true;
+                    let e = Error::kafka(other, Some(format!("fetching {tp}")));
+                    st.errors.push_back(e);
+                    wake_app = true;
+                    continue;
+                }
+            }
+            p.high_watermark = pd.high_watermark;
+            p.last_stable_offset = pd.last_stable_offset;
+            p.log_start_offset = pd.log_start_offset;
+            if pd.preferred_read_replica >= 0 && pd.preferred_read_replica != done.node {
+                p.preferred_replica = Some((pd.preferred_read_replica, now + config.client.metadata_max_age));
+            }
+            if pd.diverging_epoch.epoch >= 0 && pd.diverging_epoch.end_offset >= 0 {
+                // KIP-320: the leader's log diverged from what we read at this epoch.
+                let end = pd.diverging_epoch.end_offset;
+                let position = p.position.map_or(fetch_offset, |x| x.offset);
+                if end < position && config.auto_offset_reset == OffsetReset::None {
+                    p.stalled = true;
+                    st.errors.push_back(Error::LogTruncation {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        position,
+                        end_offset: end,
+                    });
+                    wake_app = true;
+                } else {
+                    tracing::warn!(partition = %tp, position, end_offset = end, "log truncation detected; repositioning");
+                    let pos = Position { offset: end.min(position), leader_epoch: Some(pd.diverging_epoch.epoch) };
+                    st.reposition(&tp, Some(pos), Need::Nothing);
+                }
+                continue;
+            }
+            let Some(records) = pd.records.filter(|r| !r.is_empty()) else { continue };
+            match scan_end(&records) {
+                Ok(Some((next, batch_epoch))) => {
+                    let aborted = read_committed.then(|| {
+                        pd.aborted_transactions
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|a| (a.producer_id, a.first_offset))
+                            .collect::<Vec<_>>()
+                    });
+                    let fetch_epoch = p.fetch_position.and_then(|f| f.leader_epoch);
+                    let cf = CompletedFetch::new(FetchedData {
+                        epoch,
+                        topic: p.topic.clone(),
+                        partition: tp.partition,
+                        records: records.clone(),
+                        fetch_offset,
+                        fetch_epoch,
+                        aborted,
+                        check_crcs: config.check_crcs,
+                        decompress_limit,
+                    });
+                    let size = cf.size;
+                    p.fetch_position = Some(Position { offset: next, leader_epoch: batch_epoch.or(fetch_epoch) });
+                    p.buffer.push_back(cf);
+                    p.buffered += size;
+                    st.buffered += size;
+                    wake_app = true;
+                }
+                Ok(None) => {
+                    // Not even one whole batch: the batch is larger than the fetch limit
+                    // (only brokers before KIP-74 do this).
+                    p.stalled = true;
+                    st.errors.push_back(Error::RecordTooLarge {
+                        size: records.len(),
+                        limit: usize::try_from(config.max_partition_fetch_bytes).unwrap_or(usize::MAX),
+                        setting: "max.partition.fetch.bytes",
+                    });
+                    wake_app = true;
+                }
+                Err(e) => {
+                    p.stalled = true;
+                    st.errors.push_back(Error::Corrupt {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        offset: fetch_offset,
+                        reason: e.to_string(),
+                    });
+                    wake_app = true;
+                }
+            }
+        }
+    }
+    drop(st);
+    if refresh {
+        shared.client.request_refresh();
+    }
+    if wake_app {
+        shared.data_ready.notify_one();
+    }
+}
