@@ -29,8 +29,8 @@
 
 pub mod client;
 pub mod config;
-pub mod consumer;
 pub mod conn;
+pub mod consumer;
 pub mod error;
 pub mod metadata;
 pub mod producer;
