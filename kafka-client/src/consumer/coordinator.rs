@@ -519,6 +519,8 @@ async fn join_once(
     owned: &mut BTreeSet<TopicPartition>,
 ) -> Result<()> {
     let member = group.member();
+    // What this member owned before any revocation: the sticky assignor's user data carries it.
+    let prior: Vec<TopicPartition> = owned.iter().cloned().collect();
     // Eager members give everything up before joining.
     if !owned.is_empty() && group.protocol_of(member.protocol.as_deref()) == RebalanceProtocol::Eager {
         let revoked: Vec<TopicPartition> = std::mem::take(owned).into_iter().collect();
@@ -528,13 +530,12 @@ async fn join_once(
     shared.client.add_topics(topics.iter().map(String::as_str));
     let conn = group.coordinator(shared).await?;
     let version = conn.version(ApiKey::JoinGroup, 0)?;
-    let owned_list: Vec<TopicPartition> = owned.iter().cloned().collect();
     let rack = shared.config.client_rack.as_deref();
     let mut protocols = Vec::new();
     for a in &group.assignors {
         let metadata = assignor::encode_subscription(
             a.as_ref(),
-            &SubscriptionInput { topics, owned: &owned_list, generation: member.generation, rack_id: rack },
+            &SubscriptionInput { topics, owned: &prior, generation: member.generation, rack_id: rack },
         )?;
         protocols.push(JoinGroupRequestProtocol { name: a.name().to_owned(), metadata, ..Default::default() });
     }
