@@ -300,3 +300,292 @@ async fn group_members_share_partitions_and_commits_resume_consumption() {
     c2.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+fn fast_group_cluster(brokers: usize) -> kafka_broker::ClusterBuilder {
+    Cluster::builder().brokers(brokers).broker_config("group.min.session.timeout.ms", "1000")
+}
+
+/// Waits until `check` holds, failing with `what` after WAIT.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+fn assignments(members: &[Arc<Consumer>]) -> Vec<BTreeSet<TopicPartition>> {
+    members.iter().map(|c| c.assignment().into_iter().collect()).collect()
+}
+
+/// Every partition owned by exactly one member, and the sizes as wanted.
+fn exact_split(members: &[Arc<Consumer>], partitions: usize, sizes: &[usize]) -> bool {
+    let a = assignments(members);
+    let mut all = BTreeSet::new();
+    let total: usize = a.iter().map(BTreeSet::len).sum();
+    for s in &a {
+        all.extend(s.iter().cloned());
+    }
+    let mut got: Vec<usize> = a.iter().map(BTreeSet::len).collect();
+    got.sort_unstable();
+    let mut want = sizes.to_vec();
+    want.sort_unstable();
+    total == partitions && all.len() == partitions && got == want
+}
+
+#[tokio::test]
+async fn members_join_up_to_one_per_partition_and_a_seventh_idles() {
+    init_logs();
+    let cluster = fast_group_cluster(3).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("six", 6, 1).await.unwrap();
+    let mut members: Vec<Arc<Consumer>> = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let c = Arc::new(Consumer::new(config(&bootstrap, Some("g-six"))).unwrap());
+        c.subscribe(["six"]).unwrap();
+        readers.push(Reader::spawn(c.clone()));
+        members.push(c);
+    }
+    until("3 members with 2 partitions each", || exact_split(&members, 6, &[2, 2, 2])).await;
+    for n in 4..=6 {
+        let c = Arc::new(Consumer::new(config(&bootstrap, Some("g-six"))).unwrap());
+        c.subscribe(["six"]).unwrap();
+        readers.push(Reader::spawn(c.clone()));
+        members.push(c);
+        let mut sizes = vec![1; 6];
+        sizes.truncate(6);
+        let want: Vec<usize> = match n {
+            4 => vec![1, 1, 2, 2],
+            5 => vec![1, 1, 1, 1, 2],
+            _ => vec![1, 1, 1, 1, 1, 1],
+        };
+        until(&format!("{n} members splitting 6 partitions"), || exact_split(&members, 6, &want)).await;
+    }
+    // A seventh member joins: one member (whichever sorts last for the range assignor)
+    // gets nothing and idles.
+    let seventh = Arc::new(Consumer::new(config(&bootstrap, Some("g-six"))).unwrap());
+    seventh.subscribe(["six"]).unwrap();
+    readers.push(Reader::spawn(seventh.clone()));
+    members.push(seventh.clone());
+    until("the seventh member in the current generation", || {
+        let g = seventh.group_metadata().unwrap().generation_id;
+        g > 0
+            && members.iter().all(|m| m.group_metadata().unwrap().generation_id == g)
+            && exact_split(&members, 6, &[0, 1, 1, 1, 1, 1, 1])
+    })
+    .await;
+    let idle = members.iter().position(|m| m.assignment().is_empty()).unwrap();
+    let before: Vec<usize> = readers.iter().map(Reader::count).collect();
+    // Records produced now are all consumed, none by the idle member.
+    produce(&bootstrap, "six", 6, 0, 600, Compression::None).await;
+    until("600 records consumed", || {
+        readers.iter().map(Reader::count).sum::<usize>() >= before.iter().sum::<usize>() + 600
+    })
+    .await;
+    assert_eq!(readers[idle].count(), before[idle], "the idle member received records");
+    assert!(members[idle].assignment().is_empty());
+    for r in readers {
+        r.stop().await;
+    }
+    for m in members {
+        m.close().await.unwrap();
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn cooperative_sticky_keeps_consuming_partitions_that_do_not_move() {
+    init_logs();
+    let cluster = fast_group_cluster(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("coop", 6, 1).await.unwrap();
+    let coop = |c: ConsumerConfig| {
+        c.set("partition.assignment.strategy", "cooperative-sticky").unwrap().enable_auto_commit(false)
+    };
+    let recorder = Recorder::default();
+    let c1 = Arc::new(Consumer::with_listener(coop(config(&bootstrap, Some("g-coop"))), recorder.clone()).unwrap());
+    c1.subscribe(["coop"]).unwrap();
+    let r1 = Reader::spawn(c1.clone());
+    until("c1 owning all 6", || c1.assignment().len() == 6).await;
+
+    // A producer keeps writing while the second member joins.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = {
+        let (bootstrap, stop) = (bootstrap.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut next = 0;
+            while !stop.load(Ordering::Relaxed) {
+                produce(&bootstrap, "coop", 6, next, 60, Compression::None).await;
+                next += 60;
+            }
+            next
+        })
+    };
+    until("records flowing to c1", || r1.count() >= 120).await;
+    let c2 = Arc::new(Consumer::new(coop(config(&bootstrap, Some("g-coop")))).unwrap());
+    c2.subscribe(["coop"]).unwrap();
+    let r2 = Reader::spawn(c2.clone());
+    until("a 3/3 split", || exact_split(&[c1.clone(), c2.clone()], 6, &[3, 3])).await;
+    let kept: BTreeSet<TopicPartition> = c1.assignment().into_iter().collect();
+    let before = r1.count();
+    until("more records on c1 after the rebalance", || r1.count() >= before + 60).await;
+    stop.store(true, Ordering::Relaxed);
+    let produced = producing.await.unwrap();
+    until("every record consumed", || r1.count() + r2.count() >= produced as usize).await;
+    let got1 = r1.stop().await;
+    let got2 = r2.stop().await;
+
+    // Only the partitions that moved were revoked, and nothing was lost.
+    let events = recorder.events.lock().unwrap().clone();
+    assert!(events.iter().all(|e| !e.starts_with("lost")), "{events:?}");
+    assert!(events.contains(&"revoked 3".to_owned()), "{events:?}");
+    // A kept partition was never repositioned: its offsets on c1 run without a gap or repeat.
+    for tp in &kept {
+        let offsets: Vec<i64> = got1.iter().filter(|r| &r.topic_partition() == tp).map(|r| r.offset()).collect();
+        assert!(!offsets.is_empty());
+        assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{tp}: offsets not consecutive");
+        assert_eq!(offsets[0], 0);
+    }
+    let distinct: BTreeSet<u64> = got1.iter().chain(&got2).map(|r| seq_of(r.value().unwrap()).unwrap()).collect();
+    assert_eq!(distinct.len() as u64, produced);
+    c1.close().await.unwrap();
+    c2.close().await.unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_static_member_restarted_within_its_session_keeps_its_assignment_without_a_rebalance() {
+    init_logs();
+    let cluster = fast_group_cluster(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("static", 6, 1).await.unwrap();
+    let stat = |id: &str| config(&bootstrap, Some("g-static")).set("group.instance.id", id).unwrap();
+    let recorder = Recorder::default();
+    let a = Arc::new(Consumer::with_listener(stat("a"), recorder.clone()).unwrap());
+    a.subscribe(["static"]).unwrap();
+    let ra = Reader::spawn(a.clone());
+    let b = Arc::new(Consumer::new(stat("b")).unwrap());
+    b.subscribe(["static"]).unwrap();
+    let rb = Reader::spawn(b.clone());
+    until("a 3/3 split", || exact_split(&[a.clone(), b.clone()], 6, &[3, 3])).await;
+    let generation = a.group_metadata().unwrap().generation_id;
+    let b_assignment = b.assignment();
+    let events_before = recorder.events.lock().unwrap().len();
+    // b goes away (static members send no LeaveGroup) and comes back at once.
+    rb.stop().await;
+    b.close().await.unwrap();
+    drop(b);
+    let b2 = Arc::new(Consumer::new(stat("b")).unwrap());
+    b2.subscribe(["static"]).unwrap();
+    let rb2 = Reader::spawn(b2.clone());
+    until("b back with its partitions", || b2.assignment() == b_assignment).await;
+    assert_eq!(b2.group_metadata().unwrap().generation_id, generation, "the restart caused a rebalance");
+    assert_eq!(a.group_metadata().unwrap().generation_id, generation);
+    produce(&bootstrap, "static", 6, 0, 60, Compression::None).await;
+    until("records reach both", || ra.count() + rb2.count() >= 60).await;
+    assert_eq!(recorder.events.lock().unwrap().len(), events_before, "a saw a rebalance");
+    ra.stop().await;
+    rb2.stop().await;
+    cluster.shutdown().await;
+}
+
+async fn committed_offset(c: &Consumer, tp: &TopicPartition) -> Option<i64> {
+    c.committed([tp.clone()]).await.unwrap()[tp].as_ref().map(|o| o.offset)
+}
+
+#[tokio::test]
+async fn auto_commit_never_commits_unreturned_records_and_a_crash_resumes_there() {
+    init_logs();
+    let cluster = fast_group_cluster(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("auto", 1, 1).await.unwrap();
+    produce(&bootstrap, "auto", 1, 0, 1000, Compression::None).await;
+    let cfg = config(&bootstrap, Some("g-auto"))
+        .set("auto.commit.interval.ms", "50")
+        .unwrap()
+        .set("max.poll.records", "100")
+        .unwrap()
+        .set("session.timeout.ms", "2000")
+        .unwrap();
+    let tp = TopicPartition::new("auto", 0);
+    let c1 = Consumer::new(cfg.clone()).unwrap();
+    c1.subscribe(["auto"]).unwrap();
+    let mut handed_out = 0i64;
+    for round in 0..3 {
+        let batch = take(&c1, 1).await;
+        let end = batch.last().unwrap().offset() + 1;
+        assert_eq!(batch.first().unwrap().offset(), handed_out);
+        // Auto-commit reaches what earlier polls returned ...
+        if round > 0 {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while committed_offset(&c1, &tp).await != Some(handed_out) {
+                assert!(tokio::time::Instant::now() < deadline, "auto-commit never reached {handed_out}");
+            }
+        }
+        // ... and never the records of the latest poll, however many intervals pass.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let c = committed_offset(&c1, &tp).await;
+            assert!(c.unwrap_or(0) <= handed_out, "committed {c:?} past the {handed_out} already processed");
+        }
+        handed_out = end;
+    }
+    // Crash: dropped without close (no final commit, no LeaveGroup).
+    let last_committed = committed_offset(&c1, &tp).await.unwrap();
+    drop(c1);
+    let c2 = Consumer::new(cfg).unwrap();
+    c2.subscribe(["auto"]).unwrap();
+    let first = tokio::time::timeout(WAIT, c2.recv()).await.unwrap().unwrap();
+    assert_eq!(first.offset(), last_committed, "the new member starts at the last committed offset");
+    c2.close().await.unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn prefetch_stays_bounded_while_the_application_does_not_read() {
+    init_logs();
+    let cluster = Cluster::builder().brokers(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("bounded", 4, 1).await.unwrap();
+    // About 24 MB of records.
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).linger(Duration::from_millis(5))).unwrap();
+    let value = vec![7u8; 1000];
+    let mut pending = Vec::new();
+    for i in 0..24_000u64 {
+        pending
+            .push(producer.send(ProducerRecord::new("bounded").partition((i % 4) as i32).value(&value)).await.unwrap());
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    producer.close(Duration::from_secs(5)).await.unwrap();
+    let limit_kb = 1024;
+    let partition_max = 256 * 1024;
+    let consumer = Consumer::new(
+        config(&bootstrap, None)
+            .set("queued.max.messages.kbytes", &limit_kb.to_string())
+            .unwrap()
+            .set("max.partition.fetch.bytes", &partition_max.to_string())
+            .unwrap(),
+    )
+    .unwrap();
+    consumer.assign((0..4).map(|p| TopicPartition::new("bounded", p))).unwrap();
+    let first = take(&consumer, 10).await.len();
+    // The application stops reading: the buffer fills to its bound and stays there.
+    let bound = limit_kb * 1024 + 4 * partition_max;
+    let mut peak = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak = peak.max(consumer.buffered_bytes());
+        assert!(consumer.buffered_bytes() <= bound, "{} buffered, bound {bound}", consumer.buffered_bytes());
+    }
+    assert!(peak >= limit_kb * 1024 / 2, "prefetch did not fill ({peak})");
+    // Reading again drains everything.
+    let rest = take(&consumer, 24_000 - first).await;
+    assert_eq!(rest.len(), 24_000 - first);
+    consumer.close().await.unwrap();
+    cluster.shutdown().await;
+}

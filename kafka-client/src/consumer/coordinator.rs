@@ -415,10 +415,11 @@ pub(crate) async fn run(weak: Weak<Shared>, group: Arc<Group>) {
                 continue;
             }
         };
+        let version = shared.lock().subscription_version;
         match join_once(&shared, &group, &topics, &mut owned).await {
             Ok(()) => {
                 failures = 0;
-                match stable(&shared, &group, &topics, &owned).await {
+                match stable(&shared, &group, &topics, &owned, version).await {
                     Wake::Rejoin => {}
                     Wake::Lost => {
                         lose_all(&shared, &group, &mut owned).await;
@@ -695,7 +696,13 @@ async fn leader_assign(
 
 /// Heartbeats until something calls for a rejoin, the member is fenced, or the consumer
 /// closes. Also enforces `max.poll.interval.ms`.
-async fn stable(shared: &Arc<Shared>, group: &Group, topics: &[String], owned: &BTreeSet<TopicPartition>) -> Wake {
+async fn stable(
+    shared: &Arc<Shared>,
+    group: &Group,
+    topics: &[String],
+    owned: &BTreeSet<TopicPartition>,
+    version: u64,
+) -> Wake {
     let config = &shared.config;
     let mut metadata_rx = shared.client.watch_metadata();
     let mut next_beat = Instant::now() + config.heartbeat_interval;
@@ -753,7 +760,11 @@ async fn stable(shared: &Arc<Shared>, group: &Group, topics: &[String], owned: &
                 }
             }
             _ = group.rejoin.notified() => return Wake::Rejoin,
-            _ = shared.subscription_changed.notified() => return Wake::Rejoin,
+            _ = shared.subscription_changed.notified() => {
+                if shared.lock().subscription_version != version {
+                    return Wake::Rejoin;
+                }
+            }
             r = metadata_rx.changed() => {
                 if r.is_err() {
                     return Wake::Closed;

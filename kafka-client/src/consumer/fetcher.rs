@@ -404,17 +404,22 @@ fn plan_fetches(
             (send, forget)
         };
         let (session_id, session_epoch) = (session.id, session.epoch);
+        // Responses at v13+ name topics by id, and an incremental one may carry any partition
+        // of the session: map the ids of every wanted topic.
+        let mut names: HashMap<Uuid, String> = HashMap::new();
+        for tp in wanted.keys() {
+            if let Some(t) = metadata.topic(&tp.topic).filter(|t| t.topic_id != Uuid::default()) {
+                names.entry(t.topic_id).or_insert_with(|| tp.topic.clone());
+            }
+        }
         fetches.spawn(async move {
-            let mut names = HashMap::new();
-            let result =
-                send_fetch(&shared, &metadata, node, session_id, session_epoch, &send, &forget, &mut names).await;
+            let result = send_fetch(&shared, &metadata, node, session_id, session_epoch, &send, &forget).await;
             FetchDone { node, sent, wanted, full, names, result }
         });
     }
     next_wake
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn send_fetch(
     shared: &Arc<Shared>,
     metadata: &Metadata,
@@ -423,7 +428,6 @@ async fn send_fetch(
     session_epoch: i32,
     send: &[(TopicPartition, SessionPart)],
     forget: &[TopicPartition],
-    names: &mut HashMap<Uuid, String>,
 ) -> Result<FetchResponse> {
     let config = &shared.config;
     let conn = shared.client.connection(node).await?;
@@ -453,11 +457,6 @@ async fn send_fetch(
         forgotten.entry(tp.topic.as_str()).or_default().push(tp.partition);
     }
     let topic_id = |t: &str| if version >= 13 { id_of(t).unwrap_or_default() } else { Uuid::default() };
-    for t in topics.keys().chain(forgotten.keys()) {
-        if version >= 13 {
-            names.insert(topic_id(t), (*t).to_owned());
-        }
-    }
     let request = FetchRequest {
         replica_id: -1,
         max_wait_ms: i32::try_from(config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX),
@@ -491,6 +490,7 @@ async fn send_fetch(
         rack_id: config.client_rack.clone().unwrap_or_default(),
         ..Default::default()
     };
+    tracing::trace!(node, session_id, session_epoch, version, send = send.len(), forget = forget.len(), "fetch");
     let timeout = config.client.request_timeout + config.fetch_max_wait;
     let frame = conn.send(&request, version, true, timeout)?.await?;
     let (_, response) = frame::decode_response::<FetchResponse>(frame, version).map_err(|e| conn.protocol_error(e))?;

@@ -272,6 +272,7 @@ impl Consumer {
                 return Err(Error::InvalidArgument("subscribe after assign: call unsubscribe first".to_owned()));
             }
             st.subscription = Subscription::Topics(topics.clone());
+            st.subscription_version += 1;
         }
         self.shared.client.add_topics(topics.iter().map(String::as_str));
         self.shared.client.request_refresh();
@@ -292,6 +293,7 @@ impl Consumer {
                 return Err(Error::InvalidArgument("subscribe after assign: call unsubscribe first".to_owned()));
             }
             st.subscription = Subscription::Pattern(re);
+            st.subscription_version += 1;
         }
         self.shared.client.add_all_topics();
         self.shared.client.request_refresh();
@@ -342,6 +344,7 @@ impl Consumer {
         {
             let mut st = self.shared.lock();
             st.subscription = Subscription::None;
+            st.subscription_version += 1;
             let all = st.assignment();
             for tp in all {
                 st.remove_partition(&tp);
@@ -684,6 +687,12 @@ impl Consumer {
         drop(st);
         self.shared.fetcher_wake.notify_one();
         Ok(())
+    }
+
+    /// Bytes of fetched data waiting to be handed out (bounded by
+    /// `queued.max.messages.kbytes`, plus at most one fetch response in flight).
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.lock().buffered
     }
 
     /// The paused partitions.

@@ -137,6 +137,9 @@ pub(crate) enum AppTask {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub subscription: Subscription,
+    /// Bumped by every subscribe/unsubscribe, so the membership task can tell whether a
+    /// wake-up is a real change.
+    pub subscription_version: u64,
     pub parts: BTreeMap<TopicPartition, PartState>,
     /// Where the next round-robin pass over partitions starts.
     pub cursor: Option<TopicPartition>,
