@@ -589,3 +589,105 @@ async fn prefetch_stays_bounded_while_the_application_does_not_read() {
     consumer.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// Issue scenario 2: members killed (no LeaveGroup) or added every `CHURN_EVERY_MS` while
+/// records flow; each member commits after processing each poll. Nothing may be lost;
+/// duplicates (work processed but not committed when its member died or lost the
+/// partition) are counted and reported. `CHURN_RECORDS=1000000` runs the full-size version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_loses_nothing_and_counts_duplicates() {
+    init_logs();
+    let records: u64 = std::env::var("CHURN_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let every = Duration::from_millis(std::env::var("CHURN_EVERY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(700));
+    let cluster = fast_group_cluster(3).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("churn", 12, 1).await.unwrap();
+    let seen: Arc<Mutex<HashMap<u64, u32>>> = Arc::new(Mutex::new(HashMap::new()));
+    let member_config = config(&bootstrap, Some("g-churn"))
+        .enable_auto_commit(false)
+        .set("session.timeout.ms", "1500")
+        .unwrap()
+        .set("max.poll.records", "200")
+        .unwrap();
+    let spawn_member = |n: usize| {
+        let (cfg, seen) = (member_config.clone(), seen.clone());
+        tokio::spawn(async move {
+            let consumer = Consumer::new(cfg.set("client.id", &format!("churn-{n}")).unwrap()).unwrap();
+            consumer.subscribe(["churn"]).unwrap();
+            loop {
+                let batch = match consumer.poll(Duration::from_millis(100)).await {
+                    Ok(b) => b,
+                    Err(e) => panic!("poll: {e}"),
+                };
+                if batch.is_empty() {
+                    continue;
+                }
+                {
+                    let mut seen = seen.lock().unwrap();
+                    for r in &batch {
+                        *seen.entry(seq_of(r.value().unwrap()).unwrap()).or_insert(0) += 1;
+                    }
+                }
+                // Commit after processing; a failed commit (rebalanced) means redelivery.
+                let _ = consumer.commit().await;
+            }
+        })
+    };
+    let producing = {
+        let bootstrap = bootstrap.clone();
+        tokio::spawn(async move {
+            let chunk = 5_000;
+            let mut next = 0;
+            while next < records {
+                let n = chunk.min(records - next);
+                produce(&bootstrap, "churn", 12, next, n, Compression::Lz4).await;
+                next += n;
+            }
+        })
+    };
+    let mut members: Vec<tokio::task::JoinHandle<()>> = (0..5).map(spawn_member).collect();
+    let mut spawned = 5;
+    let (mut kills, mut adds) = (0, 0);
+    let started = std::time::Instant::now();
+    let mut round = 0u64;
+    while seen.lock().unwrap().len() < records as usize {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "churn did not finish: {} of {records}",
+            seen.lock().unwrap().len()
+        );
+        tokio::time::sleep(every).await;
+        round += 1;
+        if !producing.is_finished() || round % 2 == 1 {
+            // Kill a member (abort drops its consumer: no LeaveGroup, no commit), or add one.
+            if round % 2 == 1 && members.len() > 2 {
+                let victim = members.remove((round as usize / 2) % members.len());
+                victim.abort();
+                let _ = victim.await;
+                kills += 1;
+            } else if members.len() < 6 {
+                members.push(spawn_member(spawned));
+                spawned += 1;
+                adds += 1;
+            }
+        }
+    }
+    producing.await.unwrap();
+    for m in members {
+        m.abort();
+    }
+    let seen = seen.lock().unwrap();
+    let distinct = seen.len() as u64;
+    let total: u64 = seen.values().map(|c| u64::from(*c)).sum();
+    let lost = records - distinct.min(records);
+    println!(
+        "churn: records={records} members_killed={kills} members_added={adds} lost={lost} duplicates={} ({:.3}%) in {:.1}s",
+        total - distinct,
+        (total - distinct) as f64 * 100.0 / records as f64,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(lost, 0);
+    assert!((0..records).all(|s| seen.contains_key(&s)));
+    assert!(kills >= 2 && adds >= 1, "not enough churn: {kills} kills, {adds} adds");
+    cluster.shutdown().await;
+}
