@@ -1,4 +1,5 @@
-//! An async (tokio) Kafka client: the connection layer, metadata, and an idempotent producer.
+//! An async (tokio) Kafka client: the connection layer, metadata, an idempotent producer and a
+//! consumer with group membership.
 //!
 //! - [`Producer`]: batching per partition in wire form, `linger.ms`, compression, `acks`,
 //!   retries bounded by `delivery.timeout.ms`, idempotence (producer id, epoch and sequence
@@ -6,7 +7,11 @@
 //!   partitioning for records without a key.
 //! - [`Client`]: bootstrap, one connection per broker with API version negotiation, request
 //!   timeouts, reconnect backoff, and a metadata cache; shared by the producer, the consumer
-//!   (coming) and `kafka-admin`.
+//!   and `kafka-admin`.
+//! - [`Consumer`]: subscriptions (topics or a pattern) with the classic group protocol and the
+//!   range, roundrobin, sticky and cooperative-sticky assignors, or manual assignment; fetch
+//!   sessions with bounded prefetch; commits that never run ahead of what the application
+//!   received; seeks, pauses and offset lookups (see the [`consumer`] module).
 //!
 //! Settings use the Java client's names and defaults ([`ProducerConfig`]).
 //!
