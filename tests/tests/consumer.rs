@@ -691,3 +691,51 @@ async fn churn_loses_nothing_and_counts_duplicates() {
     assert!(kills >= 2 && adds >= 1, "not enough churn: {kills} kills, {adds} adds");
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pattern_picks_up_new_topics_and_added_partitions_and_a_moved_coordinator_is_found_again() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::CreatePartitionsRequest;
+    init_logs();
+    let cluster = fast_group_cluster(2).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("pat-a", 2, 1).await.unwrap();
+    cluster.create_topic("other", 2, 1).await.unwrap();
+    let consumer =
+        Arc::new(Consumer::new(config(&bootstrap, Some("g-pat")).set("metadata.max.age.ms", "200").unwrap()).unwrap());
+    consumer.subscribe_pattern("pat-.*").unwrap();
+    let reader = Reader::spawn(consumer.clone());
+    until("pat-a's 2 partitions", || consumer.assignment().len() == 2).await;
+    cluster.create_topic("pat-b", 3, 1).await.unwrap();
+    until("pat-b joins the assignment", || consumer.assignment().len() == 5).await;
+    assert!(consumer.assignment().iter().all(|tp| tp.topic.starts_with("pat-")));
+    // Partitions added to a subscribed topic trigger a rebalance that assigns them.
+    let conn = consumer.client().any_connection().await.unwrap();
+    let response = conn
+        .request(&CreatePartitionsRequest {
+            topics: vec![CreatePartitionsTopic {
+                name: "pat-a".into(),
+                count: 4,
+                assignments: None,
+                ..Default::default()
+            }],
+            timeout_ms: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.results[0].error_code, 0);
+    until("pat-a's new partitions", || consumer.assignment().len() == 7).await;
+
+    // The coordinator moves: the member finds it again and keeps its partitions.
+    let generation = consumer.group_metadata().unwrap().generation_id;
+    cluster.move_coordinator("g-pat").await.unwrap();
+    produce(&bootstrap, "pat-b", 3, 0, 30, Compression::None).await;
+    until("records after the move", || reader.count() >= 30).await;
+    consumer.commit().await.unwrap();
+    assert_eq!(consumer.assignment().len(), 7);
+    assert_eq!(consumer.group_metadata().unwrap().generation_id, generation);
+    reader.stop().await;
+    consumer.close().await.unwrap();
+    cluster.shutdown().await;
+}
