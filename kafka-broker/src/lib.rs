@@ -42,6 +42,7 @@ mod handlers;
 mod log;
 mod quotas;
 mod server;
+mod txn;
 
 pub use cluster::{Cluster, ClusterBuilder, PartitionStats};
 pub use error::BrokerError;
