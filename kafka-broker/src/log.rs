@@ -461,7 +461,8 @@ impl PartitionLog {
     }
 
     /// Reads from `offset` up to `max_bytes` (but at least one whole batch when
-    /// `min_one_batch`, KIP-74), not past `upper` (the high watermark or last stable offset).
+    /// `min_one_batch`, KIP-74), not past `upper` (the high watermark or last stable offset):
+    /// only batches that end before it.
     /// The caller checked that `offset` is within the log.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool, upper: i64) -> ReadResult {
         let mut idx = self.batch_index(offset);
@@ -470,7 +471,10 @@ impl PartitionLog {
         let mut tail: Option<Bytes> = None;
         let mut end_offset = offset;
         while let Some(b) = self.batches.get(idx) {
-            if b.base_offset >= upper {
+            // The batch holding `upper` is not returned: an LSO clamped to a log start inside
+            // a batch must not let the rest of that (undecided) batch out (Kafka reads up to
+            // the position of the batch holding the bound).
+            if b.last_offset >= upper {
                 break;
             }
             let len = b.data.len();
@@ -1061,6 +1065,8 @@ mod tests {
             (4, Some(4), 4),
             "the open transaction started below the log start: the LSO is clamped to it"
         );
+        let read = log.read(4, 1 << 20, true, log.last_stable_offset());
+        assert!(read.records.is_empty(), "the open batch holding the clamped LSO stays unread");
         log.delete_records_before(6);
         assert_eq!(log.last_stable_offset(), 6);
         marker(&mut log, 2, 0, true); // 7
