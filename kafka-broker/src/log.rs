@@ -180,7 +180,9 @@ impl PartitionLog {
     /// `collectAbortedTransactions`): those whose marker is at or after `from` and whose first
     /// batch is before `to`.
     pub fn aborted_txns_in(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
-        self.aborted_txns.iter().filter(|a| a.last_offset >= from && a.first_offset < to).copied().collect()
+        // Markers are appended in offset order, so the entries ending before `from` come first.
+        let start = self.aborted_txns.partition_point(|a| a.last_offset < from);
+        self.aborted_txns.range(start..).filter(|a| a.first_offset < to).copied().collect()
     }
 
     /// Forgets the idempotence state of every producer without an open transaction (a broker
@@ -626,12 +628,15 @@ impl PartitionLog {
         }
         let active = self.batches.back().map_or(0, |b| b.segment);
         let lso = self.last_stable_offset();
-        let aborted = &self.aborted_txns;
+        let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for a in &self.aborted_txns {
+            aborted.entry(a.producer_id).or_default().push((a.first_offset, a.last_offset));
+        }
         let is_aborted = |h: &kafka_protocol::records::RecordBatchHeader| {
             h.is_transactional()
                 && !h.is_control()
-                && aborted.iter().any(|a| {
-                    a.producer_id == h.producer_id && a.first_offset <= h.base_offset && h.base_offset <= a.last_offset
+                && aborted.get(&h.producer_id).is_some_and(|ranges| {
+                    ranges.iter().any(|(first, last)| *first <= h.base_offset && h.base_offset <= *last)
                 })
         };
         // Newest offset of every key among the decided, committed records.
