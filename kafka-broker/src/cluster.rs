@@ -81,6 +81,8 @@ pub(crate) struct Settings {
     pub rack_aware_replica_selector: bool,
     /// The group coordinator's settings (`group.*`, `offset*`).
     pub groups: crate::groups::GroupConfig,
+    /// The transaction coordinator's settings (`transaction*`).
+    pub txns: crate::txn::TxnConfig,
 }
 
 /// Everything the state task owns.
@@ -110,6 +112,8 @@ pub(crate) struct State {
     pub groups: crate::groups::Coordinator,
     /// Requests waiting for the group coordinator (JoinGroup, SyncGroup), by ticket.
     pub waiting: WaitingRequests,
+    /// The transaction coordinator.
+    pub txns: crate::txn::TxnCoordinator,
 }
 
 impl State {
@@ -121,6 +125,7 @@ impl State {
             ..Default::default()
         };
         let groups = crate::groups::Coordinator::new(settings.groups.clone());
+        let txns = crate::txn::TxnCoordinator::new(settings.txns.clone());
         State {
             cluster_id,
             controller_id: brokers.first().map_or(1, |b| b.node_id),
@@ -137,6 +142,7 @@ impl State {
             quotas,
             stopped: Default::default(),
             waiting: Default::default(),
+            txns,
         }
     }
 
@@ -194,6 +200,17 @@ impl State {
             }
             None => false,
         }
+    }
+
+    /// Removes a topic with its committed offsets; its partitions leave every transaction
+    /// (their markers can no longer be written, and a new topic of the same name must not get
+    /// them), which may let transactions waiting for a marker complete.
+    pub fn delete_topic(&mut self, name: &str) {
+        self.topics.remove(name);
+        self.groups.on_topic_deleted(name);
+        self.txns.on_topic_deleted(name);
+        self.retry_pending_markers();
+        self.data_version += 1;
     }
 
     /// The name of the topic with id `id`.
@@ -298,6 +315,7 @@ impl Default for ClusterBuilder {
                 housekeeping_interval: Duration::from_millis(1000),
                 rack_aware_replica_selector: false,
                 groups: crate::groups::GroupConfig::default(),
+                txns: crate::txn::TxnConfig::default(),
             },
             cluster_id: "kafka-sdk-bundled".into(),
         }
@@ -379,7 +397,10 @@ impl ClusterBuilder {
                     self.settings.housekeeping_interval = Duration::from_millis(n.max(1));
                 }
             }
-            _ => self.settings.groups.apply(&key, &value),
+            _ => {
+                self.settings.groups.apply(&key, &value);
+                self.settings.txns.apply(&key, &value);
+            }
         }
         self.settings.broker_configs.insert(key, value);
         self
@@ -445,14 +466,14 @@ async fn run_state(mut state: State, mut rx: mpsc::Receiver<Command>) {
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next_deadline = parked.iter().filter_map(|p| p.deadline).min();
-        let group_deadline = state.group_timer_instant();
+        let timer_deadline = state.timer_instant();
+        let version_before = state.data_version;
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
-                // Group timers that are due run first, so that a request sees the sessions
-                // that `advance_clock` ended.
-                state.fire_group_timers();
-                let version_before = state.data_version;
+                // Coordinator timers that are due run first, so that a request sees the
+                // sessions and transactions that `advance_clock` ended.
+                state.fire_timers();
                 match cmd {
                     Command::Request(pending) => {
                         if let Some(p) = state.process(pending, false) {
@@ -460,14 +481,6 @@ async fn run_state(mut state: State, mut rx: mpsc::Receiver<Command>) {
                         }
                     }
                     Command::Run(f) => f(&mut state),
-                }
-                if state.data_version != version_before && !parked.is_empty() {
-                    // New data: every waiting fetch looks again.
-                    for p in std::mem::take(&mut parked) {
-                        if let Some(p) = state.process(p, false) {
-                            parked.push(p);
-                        }
-                    }
                 }
             }
             () = sleep_until(next_deadline) => {
@@ -479,8 +492,17 @@ async fn run_state(mut state: State, mut rx: mpsc::Receiver<Command>) {
                     }
                 }
             }
-            () = sleep_until(group_deadline) => state.fire_group_timers(),
+            () = sleep_until(timer_deadline) => state.fire_timers(),
             _ = housekeeping.tick() => state.housekeeping(false),
+        }
+        if state.data_version != version_before && !parked.is_empty() {
+            // New data (a produce, a marker, a timed-out transaction's abort, a delete): every
+            // waiting fetch looks again.
+            for p in std::mem::take(&mut parked) {
+                if let Some(p) = state.process(p, false) {
+                    parked.push(p);
+                }
+            }
         }
         state.deliver_completions();
         // A client that went away no longer waits.
@@ -808,20 +830,51 @@ impl State {
         self.data_version += 1;
         // Groups whose coordinator partition it leads move back to it.
         self.sync_coordinators();
+        // Partitions that had no leader can take their transaction markers now.
+        self.retry_pending_markers();
     }
 
-    /// Background work: retention and compaction of every partition, due group timers, and
-    /// (every `offsets.retention.check.interval.ms`, or now if `force`) offset expiration.
+    /// Background work: retention and compaction of every partition, due coordinator timers,
+    /// markers waiting for a leader, and (every `offsets.retention.check.interval.ms` and
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`, or now if `force`) offset
+    /// and transactional id expiration.
     pub fn housekeeping(&mut self, force: bool) {
         let now = self.now_ms();
+        let mut trimmed = false;
         for topic in self.topics.values_mut() {
             for p in &mut topic.partitions {
-                p.log.apply_retention(&topic.settings, now);
-                p.log.compact(&topic.settings, now);
+                trimmed |= p.log.apply_retention(&topic.settings, now) > 0;
+                trimmed |= p.log.compact(&topic.settings, now) > 0;
             }
         }
-        self.fire_group_timers();
+        if trimmed {
+            self.data_version += 1;
+        }
+        self.fire_timers();
+        self.retry_pending_markers();
         self.groups.maybe_cleanup(now, force);
+        self.expire_transactional_ids(force);
+    }
+
+    /// Moves the coordinator of `key` (a group or a transactional id) to the next live broker.
+    fn move_coordinator(&mut self, key_type: i8, key: &str) -> Result<i32, BrokerError> {
+        let current = self.coordinator_for(key_type, key);
+        let live: Vec<i32> = self.brokers.iter().map(|b| b.node_id).filter(|id| !self.stopped.contains(id)).collect();
+        let pos = live.iter().position(|id| Some(*id) == current).unwrap_or(0);
+        let next = live.get((pos + 1) % live.len().max(1)).copied().filter(|n| Some(*n) != current);
+        let Some(next) = next else {
+            return Err(BrokerError::Config(format!("no other live broker to coordinate {key}")));
+        };
+        self.groups.overrides.insert((key_type, key.to_string()), next);
+        self.sync_coordinators();
+        self.deliver_completions();
+        Ok(next)
+    }
+
+    /// Runs the group and transaction timers that are due.
+    pub fn fire_timers(&mut self) {
+        self.fire_group_timers();
+        self.fire_txn_timers();
     }
 
     /// Runs the group timers that are due.
@@ -835,9 +888,12 @@ impl State {
         }
     }
 
-    /// When the next group timer is due, as an instant for the state task's sleep.
-    fn group_timer_instant(&self) -> Option<Instant> {
-        let at = self.groups.next_deadline()?;
+    /// When the next coordinator timer is due, as an instant for the state task's sleep.
+    fn timer_instant(&self) -> Option<Instant> {
+        let at = match (self.groups.next_deadline(), self.txns.next_deadline()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
         let wait = u64::try_from(at.saturating_sub(self.now_ms())).unwrap_or(0);
         Instant::now().checked_add(Duration::from_millis(wait))
     }
@@ -871,6 +927,9 @@ pub struct PartitionStats {
     pub log_start_offset: i64,
     /// The high watermark (the log end: replication is simulated).
     pub high_watermark: i64,
+    /// The last stable offset: where read_committed consumers stop (the first offset of the
+    /// oldest open transaction, or the high watermark).
+    pub last_stable_offset: i64,
     /// Bytes of record batches stored.
     pub stored_bytes: usize,
     /// The leader's node id (-1: none).
@@ -1009,17 +1068,18 @@ impl Cluster {
     }
 
     /// Moves the cluster clock forward by `ms` milliseconds, so retention, compaction,
-    /// timestamps and the group coordinator's timeouts (sessions, rebalance timeouts, the
-    /// initial rebalance delay) can be tested without waiting. Group timers that are due by
-    /// then have fired when this returns (their answers are on their way to the clients).
-    /// The clock never goes back.
+    /// timestamps, the group coordinator's timeouts (sessions, rebalance timeouts, the
+    /// initial rebalance delay) and transaction timeouts (`transaction.timeout.ms`: the
+    /// transaction is aborted and its producer fenced) can be tested without waiting. Timers
+    /// that are due by then have fired when this returns (their answers are on their way to
+    /// the clients). The clock never goes back.
     ///
     /// # Errors
     /// [`BrokerError::Stopped`] after shutdown.
     pub async fn advance_clock(&self, ms: u64) -> Result<(), BrokerError> {
         self.run(move |state| {
             state.clock_offset_ms = state.clock_offset_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
-            state.fire_group_timers();
+            state.fire_timers();
             state.deliver_completions();
         })
         .await
@@ -1113,6 +1173,7 @@ impl Cluster {
             }
             p.leader_epoch += 1;
             state.data_version += 1;
+            state.retry_pending_markers();
             Ok(())
         })
         .await?
@@ -1162,22 +1223,37 @@ impl Cluster {
     /// after shutdown.
     pub async fn move_coordinator(&self, group_id: &str) -> Result<i32, BrokerError> {
         let group = group_id.to_string();
-        self.run(move |state| {
-            let key_type = crate::groups::KEY_TYPE_GROUP;
-            let current = state.coordinator_for(key_type, &group);
-            let live: Vec<i32> =
-                state.brokers.iter().map(|b| b.node_id).filter(|id| !state.stopped.contains(id)).collect();
-            let pos = live.iter().position(|id| Some(*id) == current).unwrap_or(0);
-            let next = live.get((pos + 1) % live.len().max(1)).copied().filter(|n| Some(*n) != current);
-            let Some(next) = next else {
-                return Err(BrokerError::Config(format!("no other live broker to coordinate group {group}")));
-            };
-            state.groups.overrides.insert((key_type, group.clone()), next);
-            state.sync_coordinators();
-            state.deliver_completions();
-            Ok(next)
+        self.run(move |state| state.move_coordinator(crate::groups::KEY_TYPE_GROUP, &group)).await?
+    }
+
+    /// The broker coordinating transactional id `transactional_id` (where FindCoordinator
+    /// with key type 1 points its producer).
+    ///
+    /// # Errors
+    /// [`BrokerError::Kafka`] with COORDINATOR_NOT_AVAILABLE if every broker is stopped;
+    /// [`BrokerError::Stopped`] after shutdown.
+    pub async fn transaction_coordinator(&self, transactional_id: &str) -> Result<i32, BrokerError> {
+        let id = transactional_id.to_string();
+        self.run(move |state| state.coordinator_for(crate::groups::KEY_TYPE_TRANSACTION, &id)).await?.ok_or_else(|| {
+            BrokerError::Kafka {
+                code: kafka_protocol::ErrorCode::CoordinatorNotAvailable,
+                message: "no live broker".into(),
+            }
         })
-        .await?
+    }
+
+    /// Moves transactional id `transactional_id`'s coordinator to the next live broker, as a
+    /// leadership change of its `__transaction_state` partition would: the old coordinator
+    /// answers NOT_COORDINATOR, and the producer looks the coordinator up again. The
+    /// transaction's state moves with it (an open transaction stays open). Returns the new
+    /// coordinator's node id.
+    ///
+    /// # Errors
+    /// [`BrokerError::Config`] when no other broker is running; [`BrokerError::Stopped`]
+    /// after shutdown.
+    pub async fn move_transaction_coordinator(&self, transactional_id: &str) -> Result<i32, BrokerError> {
+        let id = transactional_id.to_string();
+        self.run(move |state| state.move_coordinator(crate::groups::KEY_TYPE_TRANSACTION, &id)).await?
     }
 
     /// Adds an interceptor for requests of `api`: `f` sees each request (in arrival order,
@@ -1282,7 +1358,8 @@ impl Cluster {
 
     /// Forgets every producer's idempotence state on every partition, as a broker that lost
     /// it would: the next batch of a producer that does not start at sequence 0 gets
-    /// UNKNOWN_PRODUCER_ID.
+    /// UNKNOWN_PRODUCER_ID. Producers with a transaction open on a partition keep their
+    /// state there (Kafka rebuilds it from the log).
     ///
     /// # Errors
     /// [`BrokerError::Stopped`] after shutdown.
@@ -1290,7 +1367,7 @@ impl Cluster {
         self.run(|state| {
             for t in state.topics.values_mut() {
                 for p in &mut t.partitions {
-                    p.log.producers.clear();
+                    p.log.forget_producers();
                 }
             }
         })
@@ -1365,6 +1442,7 @@ impl Cluster {
             handlers::lookup_partition(state, &name, partition).map(|p| PartitionStats {
                 log_start_offset: p.log.log_start_offset(),
                 high_watermark: p.log.high_watermark(),
+                last_stable_offset: p.log.last_stable_offset(),
                 stored_bytes: p.log.size_bytes(),
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,

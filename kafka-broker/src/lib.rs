@@ -10,14 +10,21 @@
 //! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster); the classic group
 //! coordinator (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
 //! OffsetFetch, OffsetDelete, ListGroups, DescribeGroups, DeleteGroups, with static
-//! membership); logs with idempotence, retention and compaction; client quotas; and the
-//! fault-injection API ([`Cluster::intercept`], [`Cluster::push_errors`],
-//! [`Cluster::stop_broker`], [`Cluster::move_coordinator`], [`Cluster::set_chaos`], ...). The
-//! next-generation group protocol (KIP-848) and the transaction coordinator are not there yet.
+//! membership); the transaction coordinator (InitProducerId with transactional ids,
+//! AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions,
+//! ListTransactions: fencing, timeouts, markers, the last stable offset and read_committed
+//! fetches); logs with idempotence, transactions, retention and compaction; client quotas; and
+//! the fault-injection API ([`Cluster::intercept`], [`Cluster::push_errors`],
+//! [`Cluster::stop_broker`], [`Cluster::move_coordinator`],
+//! [`Cluster::move_transaction_coordinator`], [`Cluster::set_chaos`], ...). The next-generation
+//! group protocol (KIP-848) is not there yet.
 //!
 //! Group settings follow Kafka's names and defaults, except `group.initial.rebalance.delay.ms`,
 //! which is 0 here (Kafka: 3000) so that tests do not wait for every new group; set it with
-//! [`ClusterBuilder::broker_config`].
+//! [`ClusterBuilder::broker_config`]. So do the transaction coordinator's
+//! (`transaction.max.timeout.ms`, `transactional.id.expiration.ms`,
+//! `transaction.state.log.num.partitions`); transaction timeouts fire on the cluster clock, so
+//! [`Cluster::advance_clock`] aborts a transaction without waiting.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -42,6 +49,7 @@ mod handlers;
 mod log;
 mod quotas;
 mod server;
+mod txn;
 
 pub use cluster::{Cluster, ClusterBuilder, PartitionStats};
 pub use error::BrokerError;

@@ -1,16 +1,23 @@
 //! One partition's log: record batches kept in wire form, offsets assigned by patching each
-//! batch's header in place, the producer state that makes idempotent retries safe, and the
-//! retention and compaction that trim the log.
+//! batch's header in place, the producer state that makes idempotent retries safe, the
+//! transaction bookkeeping behind the last stable offset, and the retention and compaction
+//! that trim the log.
 //!
 //! Replication is simulated (one log per partition), so the high watermark is the log end
-//! offset; the last stable offset equals it until transactions arrive.
+//! offset. Transactions (Kafka's `ProducerStateManager`): a producer's first transactional
+//! batch opens its transaction on the partition at that batch's offset; the COMMIT or ABORT
+//! marker written by the transaction coordinator closes it. The last stable offset is the
+//! first offset of the oldest open transaction (never below the log start offset), or the
+//! high watermark when none is open. Aborted transactions are remembered (producer id, first
+//! offset, marker offset) for read_committed fetches, until retention or DeleteRecords moves
+//! the log start past their marker.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::DEFAULT_DECOMPRESS_LIMIT;
 use kafka_protocol::records::{
-    self, BatchOptions, Header, ProducerState, RecordBatch, RecordBatchBuilder, TimestampType,
+    self, BatchOptions, ControlRecordType, Header, ProducerState, RecordBatch, RecordBatchBuilder, TimestampType,
 };
 use kafka_protocol::ErrorCode;
 
@@ -46,11 +53,27 @@ pub(crate) struct ProducerBatch {
 }
 
 /// What the partition knows of one producer id.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<ProducerBatch>,
     pub last_timestamp: i64,
+    /// The first offset of the producer's open transaction on this partition.
+    pub current_txn_first_offset: Option<i64>,
+    /// The coordinator epoch of the last marker written for the producer (-1: none).
+    pub coordinator_epoch: i32,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: -1,
+            current_txn_first_offset: None,
+            coordinator_epoch: -1,
+        }
+    }
 }
 
 impl ProducerEntry {
@@ -73,6 +96,16 @@ pub(crate) struct Appended {
 /// A produce refused for one partition: the code and Kafka's message.
 pub(crate) type Refusal = (ErrorCode, String);
 
+/// An aborted transaction on this partition (an entry of Kafka's transaction index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AbortedTxn {
+    pub producer_id: i64,
+    /// The offset of the transaction's first batch on this partition.
+    pub first_offset: i64,
+    /// The offset of its ABORT marker.
+    pub last_offset: i64,
+}
+
 /// What a read returned.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ReadResult {
@@ -81,6 +114,9 @@ pub(crate) struct ReadResult {
     pub records: Bytes,
     /// Whether any complete batch was returned.
     pub complete_batches: usize,
+    /// The offset after the last batch whose bytes (all or some) were returned; the read's
+    /// start offset if nothing was.
+    pub end_offset: i64,
 }
 
 /// A partition's log.
@@ -97,6 +133,10 @@ pub(crate) struct PartitionLog {
     pub producers: HashMap<i64, ProducerEntry>,
     /// Leader epoch -> the first offset written in it (Kafka's leader epoch cache), ascending.
     epochs: Vec<(i32, i64)>,
+    /// Open transactions: first offset -> producer id (the first key is the first unstable offset).
+    ongoing_txns: BTreeMap<i64, i64>,
+    /// Aborted transactions, in the order of their markers.
+    aborted_txns: VecDeque<AbortedTxn>,
 }
 
 impl PartitionLog {
@@ -115,9 +155,116 @@ impl PartitionLog {
         self.next_offset
     }
 
-    /// The last stable offset (no transactions yet: the high watermark).
+    /// The first offset of the oldest open transaction, never below the log start offset
+    /// (Kafka's `maybeIncrementFirstUnstableOffset`); `None` when no transaction is open.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing_txns.keys().next().map(|first| (*first).max(self.log_start_offset))
+    }
+
+    /// The last stable offset: the first unstable offset if it is below the high watermark,
+    /// else the high watermark. read_committed consumers read up to it.
     pub fn last_stable_offset(&self) -> i64 {
-        self.next_offset
+        let hw = self.high_watermark();
+        match self.first_unstable_offset() {
+            Some(first) if first < hw => first,
+            _ => hw,
+        }
+    }
+
+    /// Whether `producer_id` has a transaction open on this partition.
+    pub fn has_ongoing_txn(&self, producer_id: i64) -> bool {
+        self.producers.get(&producer_id).is_some_and(|e| e.current_txn_first_offset.is_some())
+    }
+
+    /// The aborted transactions a read_committed fetch of `[from, to)` must report (Kafka's
+    /// `collectAbortedTransactions`): those whose marker is at or after `from` and whose first
+    /// batch is before `to`.
+    pub fn aborted_txns_in(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        // Markers are appended in offset order, so the entries ending before `from` come first.
+        let start = self.aborted_txns.partition_point(|a| a.last_offset < from);
+        self.aborted_txns.range(start..).filter(|a| a.first_offset < to).copied().collect()
+    }
+
+    /// Forgets the idempotence state of every producer without an open transaction (a broker
+    /// that lost it). Open transactions stay: Kafka rebuilds them from the log.
+    pub fn forget_producers(&mut self) {
+        self.producers.retain(|_, e| e.current_txn_first_offset.is_some());
+    }
+
+    /// Writes a transaction marker (COMMIT or ABORT control batch) for `producer_id`, closing
+    /// its open transaction here (Kafka's `appendEndTxnMarker`): the last stable offset moves
+    /// past it, and an aborted transaction is remembered for read_committed fetches. A marker
+    /// for a producer with nothing open closes nothing. Returns the marker's offset.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        leader_epoch: i32,
+        now_ms: i64,
+        settings: &LogSettings,
+    ) -> Result<i64, Refusal> {
+        if let Some(entry) = self.producers.get(&producer_id) {
+            if producer_epoch < entry.epoch {
+                return Err((
+                    ErrorCode::InvalidProducerEpoch,
+                    format!(
+                        "Epoch of producer {producer_id} at offset {} is {producer_epoch}, which is smaller than the last seen epoch {}",
+                        self.next_offset, entry.epoch
+                    ),
+                ));
+            }
+            if entry.coordinator_epoch > coordinator_epoch {
+                return Err((
+                    ErrorCode::TransactionCoordinatorFenced,
+                    format!(
+                        "Invalid coordinator epoch for producerId {producer_id}: {coordinator_epoch} (zombie), {} (current)",
+                        entry.coordinator_epoch
+                    ),
+                ));
+            }
+        }
+        let kind = if commit { ControlRecordType::Commit } else { ControlRecordType::Abort };
+        let data =
+            records::build_control_batch(producer_id, producer_epoch, kind, coordinator_epoch, now_ms, leader_epoch);
+        let offset = self.next_offset;
+        let mut buf = BytesMut::from(&data[..]);
+        records::set_base_offset(&mut buf, offset).map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+        self.push(
+            StoredBatch {
+                base_offset: offset,
+                last_offset: offset,
+                max_timestamp: now_ms,
+                append_time_ms: now_ms,
+                segment: 0,
+                data: buf.freeze(),
+            },
+            settings,
+        );
+        let entry = self.producers.entry(producer_id).or_default();
+        if entry.epoch != producer_epoch {
+            entry.batches.clear();
+            entry.epoch = producer_epoch;
+        }
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = now_ms;
+        if let Some(first) = entry.current_txn_first_offset.take() {
+            self.ongoing_txns.remove(&first);
+            if !commit {
+                self.aborted_txns.push_back(AbortedTxn { producer_id, first_offset: first, last_offset: offset });
+            }
+        }
+        Ok(offset)
+    }
+
+    /// Drops aborted transactions whose marker is below the log start offset (Kafka deletes
+    /// their transaction index with the segment).
+    fn trim_aborted_txns(&mut self) {
+        while self.aborted_txns.front().is_some_and(|a| a.last_offset < self.log_start_offset) {
+            self.aborted_txns.pop_front();
+        }
     }
 
     /// Bytes of stored batches.
@@ -139,9 +286,19 @@ impl PartitionLog {
         let h = batch.header();
         let count = h.record_count;
         let idempotent = h.producer_id >= 0;
+        let transactional = h.is_transactional();
         if idempotent {
             if let Some(dup) = self.check_sequence(h.producer_id, h.producer_epoch, h.base_sequence, count)? {
                 return Ok(Appended { base_offset: dup.base_offset, log_append_time_ms: -1, duplicate: true });
+            }
+            if !transactional && self.has_ongoing_txn(h.producer_id) {
+                return Err((
+                    ErrorCode::InvalidTxnState,
+                    format!(
+                        "Expected transactional write from producer {} at offset {} in partition",
+                        h.producer_id, self.next_offset
+                    ),
+                ));
             }
         }
         let base_offset = self.next_offset;
@@ -184,6 +341,10 @@ impl PartitionLog {
             });
             while entry.batches.len() > PRODUCER_BATCHES_RETAINED {
                 entry.batches.pop_front();
+            }
+            if transactional && entry.current_txn_first_offset.is_none() {
+                entry.current_txn_first_offset = Some(base_offset);
+                self.ongoing_txns.insert(base_offset, h.producer_id);
             }
         }
         Ok(Appended { base_offset, log_append_time_ms, duplicate: false })
@@ -302,15 +463,20 @@ impl PartitionLog {
     }
 
     /// Reads from `offset` up to `max_bytes` (but at least one whole batch when
-    /// `min_one_batch`, KIP-74), not past `upper` (the high watermark or last stable offset).
+    /// `min_one_batch`, KIP-74), not past `upper` (the high watermark or last stable offset):
+    /// only batches that end before it.
     /// The caller checked that `offset` is within the log.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool, upper: i64) -> ReadResult {
         let mut idx = self.batch_index(offset);
         let mut parts: Vec<&Bytes> = Vec::new();
         let mut total = 0usize;
         let mut tail: Option<Bytes> = None;
+        let mut end_offset = offset;
         while let Some(b) = self.batches.get(idx) {
-            if b.base_offset >= upper {
+            // The batch holding `upper` is not returned: an LSO clamped to a log start inside
+            // a batch must not let the rest of that (undecided) batch out (Kafka reads up to
+            // the position of the batch holding the bound).
+            if b.last_offset >= upper {
                 break;
             }
             let len = b.data.len();
@@ -320,11 +486,13 @@ impl PartitionLog {
                 let room = max_bytes.saturating_sub(total);
                 if room > 0 {
                     tail = Some(b.data.slice(..room.min(len)));
+                    end_offset = b.last_offset + 1;
                 }
                 break;
             }
             parts.push(&b.data);
             total += len;
+            end_offset = b.last_offset + 1;
             idx += 1;
         }
         let complete_batches = parts.len();
@@ -343,7 +511,7 @@ impl PartitionLog {
                 out.freeze()
             }
         };
-        ReadResult { records, complete_batches }
+        ReadResult { records, complete_batches, end_offset }
     }
 
     /// The earliest offset whose timestamp is at least `timestamp`, with that timestamp
@@ -404,6 +572,7 @@ impl PartitionLog {
         if self.batches.is_empty() {
             self.segment_bytes = 0;
         }
+        self.trim_aborted_txns();
     }
 
     /// Applies time and size retention: deletes whole segments, oldest first, whose newest
@@ -439,6 +608,7 @@ impl PartitionLog {
             self.log_start_offset = self.log_start_offset.max(self.next_offset);
             self.segment_bytes = 0;
         }
+        self.trim_aborted_txns();
         deleted
     }
 
@@ -447,16 +617,36 @@ impl PartitionLog {
     /// `delete_retention_ms`. Offsets never change: batches are rewritten with the surviving
     /// records at their original offsets, and empty batches disappear. Returns the number of
     /// records removed.
+    ///
+    /// Transactions, as Kafka's cleaner treats them: nothing at or after the last stable
+    /// offset is cleaned or counts as a key's newest record (the outcome of an open
+    /// transaction is unknown); records of aborted transactions never count and their batches
+    /// are removed; markers stay.
     pub fn compact(&mut self, settings: &LogSettings, now_ms: i64) -> usize {
         if !settings.compact || self.batches.len() < 2 {
             return 0;
         }
         let active = self.batches.back().map_or(0, |b| b.segment);
-        // Newest offset of every key in the whole log.
+        let lso = self.last_stable_offset();
+        let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for a in &self.aborted_txns {
+            aborted.entry(a.producer_id).or_default().push((a.first_offset, a.last_offset));
+        }
+        let is_aborted = |h: &kafka_protocol::records::RecordBatchHeader| {
+            h.is_transactional()
+                && !h.is_control()
+                && aborted.get(&h.producer_id).is_some_and(|ranges| {
+                    ranges.iter().any(|(first, last)| *first <= h.base_offset && h.base_offset <= *last)
+                })
+        };
+        // Newest offset of every key among the decided, committed records.
         let mut newest: HashMap<Bytes, i64> = HashMap::new();
         for b in &self.batches {
+            if b.last_offset >= lso {
+                break;
+            }
             let Ok(batch) = RecordBatch::from_bytes(b.data.clone()) else { continue };
-            if batch.header().is_control() {
+            if batch.header().is_control() || is_aborted(batch.header()) {
                 continue;
             }
             let Ok(recs) = batch.records(DEFAULT_DECOMPRESS_LIMIT) else { continue };
@@ -469,11 +659,20 @@ impl PartitionLog {
         let mut removed = 0;
         let mut kept: VecDeque<StoredBatch> = VecDeque::new();
         let mut size = 0usize;
-        for b in std::mem::take(&mut self.batches) {
+        let aborted_batches: Vec<bool> = self
+            .batches
+            .iter()
+            .map(|b| RecordBatch::from_bytes(b.data.clone()).is_ok_and(|batch| is_aborted(batch.header())))
+            .collect();
+        for (b, aborted) in std::mem::take(&mut self.batches).into_iter().zip(aborted_batches) {
             let old_enough = now_ms.saturating_sub(b.max_timestamp) >= settings.min_compaction_lag_ms;
-            if b.segment == active || !old_enough {
+            if b.segment == active || !old_enough || b.last_offset >= lso {
                 size += b.data.len();
                 kept.push_back(b);
+                continue;
+            }
+            if aborted {
+                removed += usize::try_from(b.last_offset - b.base_offset + 1).unwrap_or(0);
                 continue;
             }
             match rewrite_compacted(&b, &newest, now_ms, settings.delete_retention_ms) {
@@ -545,6 +744,7 @@ fn rewrite_compacted(b: &StoredBatch, newest: &HashMap<Bytes, i64>, now_ms: i64,
         let options = BatchOptions {
             compression: h.compression().unwrap_or(kafka_protocol::compression::Compression::None),
             timestamp_type: h.timestamp_type(),
+            transactional: h.is_transactional(),
             partition_leader_epoch: h.partition_leader_epoch,
             base_offset: r.offset(),
             ..BatchOptions::default()
@@ -730,6 +930,7 @@ mod tests {
                 }]
                 .into(),
                 last_timestamp: 0,
+                ..Default::default()
             },
         );
         assert!(log.append(&idem(9, 0, i32::MAX, 2), &s, 0, 0).is_ok(), "MAX then 0");
@@ -774,5 +975,135 @@ mod tests {
             ErrorCode::InvalidTimestamp
         );
         assert_eq!(log.log_end_offset(), 0);
+    }
+
+    fn txn(pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
+        let mut b = RecordBatchBuilder::new(BatchOptions { transactional: true, ..BatchOptions::default() });
+        for i in 0..n {
+            b.append(1_000 + i as i64, Some(format!("k{i}").as_bytes()), Some(b"v"), &[]).unwrap();
+        }
+        b.seal(ProducerState { producer_id: pid, producer_epoch: epoch, base_sequence: seq }).unwrap()
+    }
+
+    fn marker(log: &mut PartitionLog, pid: i64, epoch: i16, commit: bool) -> i64 {
+        log.append_marker(pid, epoch, commit, 0, 0, 2_000, &settings()).unwrap()
+    }
+
+    #[test]
+    fn open_transactions_hold_the_last_stable_offset() {
+        let mut log = PartitionLog::default();
+        let s = settings();
+        log.append(&batch(2, ProducerState::NONE, 1_000), &s, 0, 0).unwrap();
+        assert_eq!((log.last_stable_offset(), log.first_unstable_offset()), (2, None));
+        log.append(&txn(7, 0, 0, 3), &s, 0, 0).unwrap(); // 2..=4
+        log.append(&txn(8, 0, 0, 1), &s, 0, 0).unwrap(); // 5
+        log.append(&batch(1, ProducerState::NONE, 1_000), &s, 0, 0).unwrap(); // 6
+        assert_eq!((log.last_stable_offset(), log.high_watermark()), (2, 7), "the oldest open transaction");
+        assert!(log.has_ongoing_txn(7) && log.has_ongoing_txn(8));
+        log.append(&txn(7, 0, 3, 1), &s, 0, 0).unwrap(); // 7: same transaction
+        assert_eq!(log.producers[&7].current_txn_first_offset, Some(2));
+        // Producer 8 commits first: 7's transaction still holds the LSO.
+        assert_eq!(marker(&mut log, 8, 0, true), 8);
+        assert_eq!(log.last_stable_offset(), 2);
+        assert_eq!(marker(&mut log, 7, 0, false), 9);
+        assert_eq!((log.last_stable_offset(), log.high_watermark()), (10, 10));
+        assert!(!log.has_ongoing_txn(7));
+        assert_eq!(
+            log.aborted_txns_in(0, 10),
+            vec![AbortedTxn { producer_id: 7, first_offset: 2, last_offset: 9 }],
+            "only the aborted one, with its first offset and marker"
+        );
+        assert_eq!(log.aborted_txns_in(10, 20), vec![], "the marker is before the range");
+        assert_eq!(log.aborted_txns_in(0, 2), vec![], "the transaction starts at the range's end");
+        assert_eq!(log.aborted_txns_in(9, 10).len(), 1);
+        // The marker is a control batch carrying the producer's epoch; readers see it.
+        let read = log.read(9, 1 << 20, false, log.last_stable_offset());
+        let stored = RecordBatch::from_bytes(read.records.clone()).unwrap();
+        assert!(stored.header().is_control() && stored.header().is_transactional());
+        assert_eq!((stored.header().base_offset, stored.header().producer_id, read.end_offset), (9, 7, 10));
+        stored.verify_crc().unwrap();
+        assert_eq!((log.producers[&7].coordinator_epoch, log.producers[&7].current_txn_first_offset), (0, None));
+    }
+
+    #[test]
+    fn transactional_producers_follow_kafkas_rules() {
+        let mut log = PartitionLog::default();
+        let s = settings();
+        log.append(&txn(7, 2, 0, 1), &s, 0, 0).unwrap();
+        let refused = log.append(&idem(7, 2, 1, 1), &s, 0, 0).unwrap_err();
+        assert_eq!(refused.0, ErrorCode::InvalidTxnState, "a plain batch inside an open transaction");
+        assert!(log.append(&txn(7, 2, 0, 1), &s, 0, 0).unwrap().duplicate, "retries are still duplicates");
+        // A marker with a bumped epoch (a fence) ends the transaction; the old epoch is refused.
+        marker(&mut log, 7, 3, false);
+        assert_eq!(log.producers[&7].epoch, 3);
+        assert_eq!(log.append(&txn(7, 2, 1, 1), &s, 0, 0).unwrap_err().0, ErrorCode::InvalidProducerEpoch);
+        assert_eq!(log.append_marker(7, 2, true, 0, 0, 0, &s).unwrap_err().0, ErrorCode::InvalidProducerEpoch);
+        assert_eq!(log.append_marker(7, 3, true, -5, 0, 0, &s).unwrap_err().0, ErrorCode::TransactionCoordinatorFenced);
+        // The next epoch starts its sequences at 0.
+        log.append(&txn(7, 4, 0, 2), &s, 0, 0).unwrap();
+        // A marker for a producer with nothing open closes nothing (no aborted entry).
+        let before = log.aborted_txns_in(0, i64::MAX).len();
+        marker(&mut log, 99, 0, false);
+        assert_eq!(log.aborted_txns_in(0, i64::MAX).len(), before);
+        // Forgetting producer state keeps open transactions (Kafka rebuilds them from the log).
+        log.append(&idem(50, 0, 0, 1), &s, 0, 0).unwrap();
+        log.forget_producers();
+        assert!(log.producers.contains_key(&7) && !log.producers.contains_key(&50) && !log.producers.contains_key(&99));
+        assert_eq!(log.first_unstable_offset(), Some(2), "epoch 4's transaction, opened at 2");
+    }
+
+    #[test]
+    fn delete_records_and_retention_keep_the_bookkeeping_consistent() {
+        let mut log = PartitionLog::default();
+        let s = settings();
+        log.append(&txn(1, 0, 0, 2), &s, 0, 0).unwrap(); // 0..=1
+        marker(&mut log, 1, 0, false); // 2
+        log.append(&txn(2, 0, 0, 2), &s, 0, 0).unwrap(); // 3..=4, open
+        log.append(&batch(2, ProducerState::NONE, 1_000), &s, 0, 0).unwrap(); // 5..=6
+        assert_eq!(log.last_stable_offset(), 3);
+        log.delete_records_before(2);
+        assert_eq!(log.aborted_txns_in(0, 10).len(), 1, "its marker (2) is still in the log");
+        log.delete_records_before(4);
+        assert!(log.aborted_txns_in(0, 10).is_empty(), "gone with its marker");
+        assert_eq!(
+            (log.log_start_offset(), log.first_unstable_offset(), log.last_stable_offset()),
+            (4, Some(4), 4),
+            "the open transaction started below the log start: the LSO is clamped to it"
+        );
+        let read = log.read(4, 1 << 20, true, log.last_stable_offset());
+        assert!(read.records.is_empty(), "the open batch holding the clamped LSO stays unread");
+        log.delete_records_before(6);
+        assert_eq!(log.last_stable_offset(), 6);
+        marker(&mut log, 2, 0, true); // 7
+        assert_eq!((log.last_stable_offset(), log.high_watermark()), (8, 8));
+        // Retention that empties the log leaves the LSO at the log end.
+        let old = LogSettings { retention_ms: 0, ..s };
+        log.apply_retention(&old, i64::MAX / 2);
+        assert_eq!((log.log_start_offset(), log.last_stable_offset()), (8, 8));
+    }
+
+    #[test]
+    fn compaction_keeps_open_and_removes_aborted_transactions() {
+        let mut log = PartitionLog::default();
+        let s = LogSettings { compact: true, delete: false, min_compaction_lag_ms: 0, ..settings() };
+        let keyed = |key: &[u8], value: &[u8], p: ProducerState, transactional: bool| {
+            let mut b = RecordBatchBuilder::new(BatchOptions { transactional, ..BatchOptions::default() });
+            b.append(1_000, Some(key), Some(value), &[]).unwrap();
+            b.seal(p).unwrap()
+        };
+        let pid = |id| ProducerState { producer_id: id, producer_epoch: 0, base_sequence: 0 };
+        log.append(&keyed(b"a", b"1", ProducerState::NONE, false), &s, 0, 0).unwrap(); // 0: a=1
+        log.append(&keyed(b"a", b"aborted", pid(5), true), &s, 0, 0).unwrap(); // 1
+        log.append_marker(5, 0, false, 0, 0, 0, &s).unwrap(); // 2
+        log.append(&keyed(b"b", b"1", ProducerState::NONE, false), &s, 0, 0).unwrap(); // 3: b=1
+        log.append(&keyed(b"b", b"open", pid(6), true), &s, 0, 0).unwrap(); // 4: open
+        log.append(&keyed(b"c", b"1", ProducerState::NONE, false), &s, 0, 0).unwrap(); // 5
+        log.segment += 1; // roll: everything above is cleanable but for the LSO
+        log.append(&keyed(b"z", b"1", ProducerState::NONE, false), &s, 0, 0).unwrap(); // 6
+        let removed = log.compact(&s, 10_000);
+        assert_eq!(removed, 1, "only the aborted record");
+        let offsets: Vec<i64> = log.batches.iter().map(|b| b.base_offset).collect();
+        assert_eq!(offsets, vec![0, 2, 3, 4, 5, 6], "a=1 survives the aborted a; b=1 waits for the open b");
+        assert!(log.aborted_txns_in(0, 10).len() == 1, "the index entry stays for readers below it");
     }
 }

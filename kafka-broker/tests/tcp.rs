@@ -38,10 +38,20 @@ async fn api_versions_advertises_exactly_what_is_implemented() {
         assert_eq!(keys.get(&ApiKey::JoinGroup.key()), Some(&(0, 9)));
         assert_eq!(keys.get(&ApiKey::OffsetCommit.key()), Some(&(2, 9)), "Kafka 4's floor");
         assert_eq!(keys.get(&ApiKey::OffsetFetch.key()), Some(&(1, 9)), "Kafka 4's floor");
-        assert!(
-            !keys.contains_key(&ApiKey::AddPartitionsToTxn.key()),
-            "the transaction coordinator is not implemented yet and must not be advertised"
-        );
+        // The transaction coordinator, at the versions served (EndTxn v5 is unstable).
+        assert_eq!(keys.get(&ApiKey::InitProducerId.key()), Some(&(0, 5)));
+        assert_eq!(keys.get(&ApiKey::AddPartitionsToTxn.key()), Some(&(0, 5)));
+        assert_eq!(keys.get(&ApiKey::AddOffsetsToTxn.key()), Some(&(0, 4)));
+        assert_eq!(keys.get(&ApiKey::EndTxn.key()), Some(&(0, 4)));
+        assert_eq!(keys.get(&ApiKey::TxnOffsetCommit.key()), Some(&(0, 4)));
+        assert_eq!(keys.get(&ApiKey::DescribeTransactions.key()), Some(&(0, 0)));
+        assert_eq!(keys.get(&ApiKey::ListTransactions.key()), Some(&(0, 1)));
+        assert!(!keys.contains_key(&ApiKey::WriteTxnMarkers.key()), "markers are written in process");
+        assert!(!keys.contains_key(&ApiKey::ConsumerGroupHeartbeat.key()), "no KIP-848");
+        if version >= 3 {
+            // No transaction.version feature: clients use the classic (v1) transaction flow.
+            assert!(resp.supported_features.is_empty() && resp.finalized_features.is_empty());
+        }
     }
     cluster.shutdown().await;
 }

@@ -125,6 +125,10 @@ pub(crate) struct CommittedOffset {
     pub commit_timestamp_ms: i64,
     /// Set by OffsetCommit v2-4 with a retention time; otherwise the broker's retention applies.
     pub expire_timestamp_ms: Option<i64>,
+    /// The order of the commit among all commits (Kafka compares the offsets of the commit
+    /// records in `__consumer_offsets`): when a transaction commits, its offsets replace only
+    /// older ones. Assigned by the coordinator when the commit is stored.
+    pub record_seq: u64,
 }
 
 /// A classic group.
@@ -153,6 +157,10 @@ pub(crate) struct Group {
     pub subscribed_topics: Option<BTreeSet<String>>,
     /// Committed offsets: topic -> partition -> offset.
     pub offsets: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
+    /// Offsets committed by open transactions (TxnOffsetCommit): producer id -> topic ->
+    /// partition -> offset. They become committed offsets when the transaction commits and
+    /// disappear when it aborts (Kafka's `pendingTransactionalOffsetCommits`).
+    pub pending_txn_offsets: BTreeMap<i64, BTreeMap<String, BTreeMap<i32, CommittedOffset>>>,
     /// The broker coordinating the group when it was last looked at; a change means the
     /// coordinator moved and waiting requests must be told.
     pub coordinator: i32,
@@ -177,6 +185,7 @@ impl Group {
             new_member_added: false,
             subscribed_topics: None,
             offsets: BTreeMap::new(),
+            pending_txn_offsets: BTreeMap::new(),
             coordinator,
         }
     }
@@ -506,7 +515,17 @@ impl Group {
     }
 
     pub fn has_offsets(&self) -> bool {
-        self.offsets.values().any(|t| !t.is_empty())
+        self.offsets.values().any(|t| !t.is_empty()) || self.has_pending_txn_offsets()
+    }
+
+    /// Whether any open transaction has offsets pending in the group.
+    pub fn has_pending_txn_offsets(&self) -> bool {
+        self.pending_txn_offsets.values().any(|topics| topics.values().any(|parts| !parts.is_empty()))
+    }
+
+    /// Whether an open transaction has an offset pending for the partition.
+    pub fn has_pending_txn_offset(&self, topic: &str, partition: i32) -> bool {
+        self.pending_txn_offsets.values().any(|topics| topics.get(topic).is_some_and(|p| p.contains_key(&partition)))
     }
 }
 

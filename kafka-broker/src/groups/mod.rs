@@ -209,6 +209,8 @@ pub(crate) struct Coordinator {
     /// Coordinators moved by `Cluster::move_coordinator`: (key type, key) -> broker.
     pub overrides: BTreeMap<(i8, String), i32>,
     next_ticket: u64,
+    /// The last commit's `record_seq` (commits are ordered as Kafka's commit records are).
+    next_commit_seq: u64,
     ids: SplitMix64,
     last_cleanup_ms: Option<i64>,
 }
@@ -222,6 +224,7 @@ impl Coordinator {
             completions: Vec::new(),
             overrides: BTreeMap::new(),
             next_ticket: 0,
+            next_commit_seq: 0,
             ids: SplitMix64::new(0x6772_6f75_7073),
             last_cleanup_ms: None,
         }

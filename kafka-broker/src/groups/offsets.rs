@@ -1,5 +1,6 @@
 //! Committed offsets (Kafka's `OffsetMetadataManager`): OffsetCommit validation against the
-//! group's generation and members, OffsetFetch, OffsetDelete, DeleteGroups, and the periodic
+//! group's generation and members, transactional offset commits (TxnOffsetCommit: pending
+//! until their transaction ends), OffsetFetch, OffsetDelete, DeleteGroups, and the periodic
 //! expiration of offsets and of empty groups without offsets.
 //!
 //! Offsets live in their group. A commit with generation -1 to a group that does not exist
@@ -41,12 +42,13 @@ impl FetchedOffset {
     }
 }
 
-/// Kafka's `ClassicGroup.validateOffsetCommit` for a non-transactional commit.
+/// Kafka's `ClassicGroup.validateOffsetCommit`.
 fn validate_commit(
     group: &Group,
     generation: i32,
     member_id: &str,
     instance_id: Option<&str>,
+    transactional: bool,
 ) -> Result<(), ErrorCode> {
     if group.is(GroupState::Dead) {
         return Err(ErrorCode::CoordinatorNotAvailable);
@@ -60,11 +62,12 @@ fn validate_commit(
         if generation != group.generation {
             return Err(ErrorCode::IllegalGeneration);
         }
-    } else if !group.is(GroupState::Empty) {
-        // No member id and no generation: only an empty group accepts it.
+    } else if !transactional && !group.is(GroupState::Empty) {
+        // No member id and no generation: only an empty group accepts it. Not for
+        // transactional commits: TxnOffsetCommit before v3 has neither.
         return Err(ErrorCode::UnknownMemberId);
     }
-    if group.is(GroupState::CompletingRebalance) {
+    if !transactional && group.is(GroupState::CompletingRebalance) {
         // A member of the new generation that has no assignment yet: it should wait for it.
         return Err(ErrorCode::RebalanceInProgress);
     }
@@ -96,25 +99,98 @@ impl Coordinator {
             None if version >= 9 => return Err(ErrorCode::GroupIdNotFound),
             None => return Err(ErrorCode::IllegalGeneration),
         };
-        validate_commit(group, generation, member_id, instance_id)?;
+        validate_commit(group, generation, member_id, instance_id, false)?;
         if matches!(group.state, GroupState::Stable | GroupState::PreparingRebalance) {
             self.touch_member(now, group_id, member_id);
         }
         Ok(())
     }
 
+    /// Checks a TxnOffsetCommit's generation and member (Kafka's
+    /// `validateTransactionalOffsetCommit`): a group that does not exist is created for
+    /// generation -1 and is ILLEGAL_GENERATION otherwise.
+    pub fn validate_txn_offset_commit(
+        &mut self,
+        now: i64,
+        coordinator: i32,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ErrorCode> {
+        let Some(group) = self.groups.get(group_id) else {
+            if generation < 0 {
+                tracing::info!(group = group_id, "creating a simple group for a transactional offset commit");
+                self.groups.insert(group_id.to_string(), Group::new(group_id.to_string(), now, coordinator));
+                return Ok(());
+            }
+            return Err(ErrorCode::IllegalGeneration);
+        };
+        validate_commit(group, generation, member_id, instance_id, true)
+    }
+
+    fn next_record_seq(&mut self) -> u64 {
+        self.next_commit_seq += 1;
+        self.next_commit_seq
+    }
+
     /// Stores a validated commit.
-    pub fn store_offset(&mut self, group_id: &str, topic: &str, partition: i32, committed: CommittedOffset) {
+    pub fn store_offset(&mut self, group_id: &str, topic: &str, partition: i32, mut committed: CommittedOffset) {
+        committed.record_seq = self.next_record_seq();
         if let Some(g) = self.groups.get_mut(group_id) {
             g.offsets.entry(topic.to_string()).or_default().insert(partition, committed);
         }
     }
 
-    /// Whether a transaction has uncommitted offsets for the partition. There is no
-    /// transaction coordinator yet, so never; OffsetFetch with `require_stable` answers
-    /// UNSTABLE_OFFSET_COMMIT for such partitions once there is.
-    pub fn has_pending_transactional_offsets(&self, _group_id: &str, _topic: &str, _partition: i32) -> bool {
-        false
+    /// Stores a validated transactional commit of producer `producer_id`: pending until the
+    /// transaction ends.
+    pub fn store_txn_offset(
+        &mut self,
+        group_id: &str,
+        producer_id: i64,
+        topic: &str,
+        partition: i32,
+        mut committed: CommittedOffset,
+    ) {
+        committed.record_seq = self.next_record_seq();
+        if let Some(g) = self.groups.get_mut(group_id) {
+            let pending = g.pending_txn_offsets.entry(producer_id).or_default();
+            pending.entry(topic.to_string()).or_default().insert(partition, committed);
+        }
+    }
+
+    /// A transaction marker reached offsets partition `offsets_partition` (Kafka's
+    /// `replayEndTransactionMarker`): the producer's pending offsets in the groups of that
+    /// partition become committed offsets (each only if no newer commit replaced it
+    /// meanwhile) or, on abort, disappear.
+    pub fn complete_transaction(&mut self, producer_id: i64, offsets_partition: i32, commit: bool) {
+        let partitions = self.config.offsets_topic_partitions;
+        for (id, g) in &mut self.groups {
+            if super::partition_for(id, partitions) != offsets_partition {
+                continue;
+            }
+            let Some(pending) = g.pending_txn_offsets.remove(&producer_id) else { continue };
+            if !commit {
+                tracing::debug!(group = %id, producer_id, "transactional offsets aborted");
+                continue;
+            }
+            for (topic, parts) in pending {
+                let committed = g.offsets.entry(topic).or_default();
+                for (partition, offset) in parts {
+                    if committed.get(&partition).map_or(true, |c| c.record_seq < offset.record_seq) {
+                        committed.insert(partition, offset);
+                    }
+                }
+            }
+            g.offsets.retain(|_, p| !p.is_empty());
+            tracing::debug!(group = %id, producer_id, "transactional offsets committed");
+        }
+    }
+
+    /// Whether a transaction has uncommitted offsets for the partition (OffsetFetch with
+    /// `require_stable` then answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending_transactional_offsets(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.groups.get(group_id).is_some_and(|g| g.has_pending_txn_offset(topic, partition))
     }
 
     /// OffsetFetch for one group: the requested partitions in request order, or every
@@ -202,6 +278,14 @@ impl Coordinator {
                             group.offsets.remove(topic);
                         }
                     }
+                    // Kafka's tombstone removes pending transactional offsets too.
+                    for pending in group.pending_txn_offsets.values_mut() {
+                        if let Some(parts) = pending.get_mut(topic) {
+                            for p in partitions {
+                                parts.remove(p);
+                            }
+                        }
+                    }
                     partitions.iter().map(|p| (*p, ErrorCode::None)).collect()
                 };
                 (topic.clone(), results)
@@ -237,6 +321,9 @@ impl Coordinator {
     pub fn on_topic_deleted(&mut self, topic: &str) {
         for g in self.groups.values_mut() {
             g.offsets.remove(topic);
+            for pending in g.pending_txn_offsets.values_mut() {
+                pending.remove(topic);
+            }
         }
     }
 
@@ -305,7 +392,8 @@ fn expire_offsets(g: &mut Group, now: i64, retention: i64) -> bool {
         });
     }
     g.offsets.retain(|_, p| !p.is_empty());
-    all_expired
+    // Offsets pending in open transactions never expire (and keep their group).
+    all_expired && !g.has_pending_txn_offsets()
 }
 
 #[cfg(test)]
@@ -320,6 +408,7 @@ mod tests {
             metadata: String::new(),
             commit_timestamp_ms: at,
             expire_timestamp_ms: None,
+            record_seq: 0,
         }
     }
 
@@ -370,5 +459,52 @@ mod tests {
         assert!(!c.groups["g"].has_offsets());
         assert_eq!(c.delete_group("g"), Ok(()));
         assert!(c.groups.is_empty());
+    }
+
+    #[test]
+    fn transactional_offsets_wait_for_the_marker() {
+        let mut c = Coordinator::new(GroupConfig::default());
+        let p = super::super::partition_for("g", 50);
+        assert_eq!(c.validate_txn_offset_commit(0, 1, "g", 2, "m", None), Err(ErrorCode::IllegalGeneration));
+        assert_eq!(c.validate_txn_offset_commit(0, 1, "g", -1, "", None), Ok(()), "creates a simple group");
+        c.store_offset("g", "t", 0, committed(5, 0));
+        c.store_txn_offset("g", 77, "t", 0, committed(10, 0));
+        c.store_txn_offset("g", 77, "t", 1, committed(20, 0));
+        c.store_txn_offset("g", 88, "t", 2, committed(30, 0));
+        assert!(c.has_pending_transactional_offsets("g", "t", 1));
+        assert!(!c.has_pending_transactional_offsets("g", "t", 3));
+        let fetched = c.fetch_offsets("g", Some(&[("t".into(), vec![0, 1])]), true);
+        assert_eq!(fetched[0].1[0].error, ErrorCode::UnstableOffsetCommit);
+        let fetched = c.fetch_offsets("g", Some(&[("t".into(), vec![0, 1])]), false);
+        assert_eq!((fetched[0].1[0].offset, fetched[0].1[1].offset), (5, -1), "pending offsets are invisible");
+        // A regular commit after the transactional one wins when the transaction commits.
+        c.store_offset("g", "t", 1, committed(21, 0));
+        c.complete_transaction(77, (p + 1) % 50, true);
+        assert!(c.has_pending_transactional_offsets("g", "t", 0), "another offsets partition: untouched");
+        c.complete_transaction(77, p, true);
+        let got: Vec<i64> =
+            c.fetch_offsets("g", Some(&[("t".into(), vec![0, 1, 2])]), false)[0].1.iter().map(|f| f.offset).collect();
+        assert_eq!(got, vec![10, 21, -1]);
+        // Producer 88 aborts: its offset disappears; the group empties of pending offsets.
+        assert!(c.groups["g"].has_offsets());
+        c.complete_transaction(88, p, false);
+        assert!(!c.has_pending_transactional_offsets("g", "t", 2));
+        assert_eq!(c.fetch_offsets("g", Some(&[("t".into(), vec![2])]), true)[0].1[0].offset, -1);
+    }
+
+    #[test]
+    fn pending_offsets_keep_their_group_and_follow_deletions() {
+        let mut c = Coordinator::new(GroupConfig { offsets_retention_ms: 1000, ..Default::default() });
+        c.validate_txn_offset_commit(0, 1, "g", -1, "", None).unwrap();
+        c.store_txn_offset("g", 7, "t", 0, committed(1, 0));
+        c.store_txn_offset("g", 7, "u", 0, committed(1, 0));
+        c.cleanup(10_000);
+        assert!(c.groups.contains_key("g"), "an open transaction's offsets keep the group");
+        c.on_topic_deleted("t");
+        assert!(!c.has_pending_transactional_offsets("g", "t", 0));
+        c.delete_offsets("g", &[("u".into(), vec![0])]).unwrap();
+        assert!(!c.has_pending_transactional_offsets("g", "u", 0), "OffsetDelete removes pending offsets too");
+        c.cleanup(20_000);
+        assert!(!c.groups.contains_key("g"));
     }
 }

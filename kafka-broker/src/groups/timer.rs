@@ -1,5 +1,6 @@
-//! The coordinator's timer: keyed deadlines on the cluster clock, as Kafka's coordinator timer
-//! is keyed (scheduling a key again replaces its deadline; cancelling a key forgets it).
+//! The coordinators' timer: keyed deadlines on the cluster clock, as Kafka's coordinator timer
+//! is keyed (scheduling a key again replaces its deadline; cancelling a key forgets it). The
+//! group coordinator keys it by [`TimerKey`]; the transaction coordinator by transactional id.
 //!
 //! Deadlines are cluster-clock milliseconds (`State::now_ms`), so `Cluster::advance_clock`
 //! expires sessions and rebalance timeouts without waiting.
@@ -32,15 +33,22 @@ pub(crate) enum TimerTask {
     ExpireHeartbeat,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Timers {
-    by_key: HashMap<TimerKey, (i64, TimerTask)>,
-    queue: BTreeSet<(i64, TimerKey)>,
+/// Deadlines by key, each with the task to run when it passes.
+#[derive(Debug)]
+pub(crate) struct Timers<K = TimerKey, T = TimerTask> {
+    by_key: HashMap<K, (i64, T)>,
+    queue: BTreeSet<(i64, K)>,
 }
 
-impl Timers {
+impl<K, T> Default for Timers<K, T> {
+    fn default() -> Self {
+        Timers { by_key: HashMap::new(), queue: BTreeSet::new() }
+    }
+}
+
+impl<K: Clone + Ord + std::hash::Hash, T> Timers<K, T> {
     /// Sets `key` to fire `task` at `at`, replacing any earlier deadline of the key.
-    pub fn schedule(&mut self, key: TimerKey, at: i64, task: TimerTask) {
+    pub fn schedule(&mut self, key: K, at: i64, task: T) {
         if let Some((old, _)) = self.by_key.insert(key.clone(), (at, task)) {
             self.queue.remove(&(old, key.clone()));
         }
@@ -48,7 +56,7 @@ impl Timers {
     }
 
     /// Forgets `key`'s deadline, if any.
-    pub fn cancel(&mut self, key: &TimerKey) {
+    pub fn cancel(&mut self, key: &K) {
         if let Some((at, _)) = self.by_key.remove(key) {
             self.queue.remove(&(at, key.clone()));
         }
@@ -60,7 +68,7 @@ impl Timers {
     }
 
     /// Removes and returns the earliest timer due at `now`, if any.
-    pub fn pop_due(&mut self, now: i64) -> Option<(TimerKey, TimerTask)> {
+    pub fn pop_due(&mut self, now: i64) -> Option<(K, T)> {
         let (at, _) = self.queue.first()?;
         if *at > now {
             return None;
@@ -72,7 +80,7 @@ impl Timers {
 
     /// Whether `key` has a deadline (tests).
     #[cfg(test)]
-    pub fn deadline(&self, key: &TimerKey) -> Option<i64> {
+    pub fn deadline(&self, key: &K) -> Option<i64> {
         self.by_key.get(key).map(|(at, _)| *at)
     }
 }

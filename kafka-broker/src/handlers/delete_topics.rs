@@ -117,8 +117,7 @@ pub(crate) fn handle(state: &mut State, version: i16, req: &DeleteTopicsRequest)
                     responses.push(result(Some(name), id, both));
                     continue;
                 }
-                state.topics.remove(&name);
-                state.groups.on_topic_deleted(&name);
+                state.delete_topic(&name);
                 responses.push(result(Some(name), id, None));
             }
             Target::Id(id) => {
@@ -134,8 +133,7 @@ pub(crate) fn handle(state: &mut State, version: i16, req: &DeleteTopicsRequest)
                 }
                 match state.topic_name_by_id(id).map(str::to_string) {
                     Some(name) => {
-                        state.topics.remove(&name);
-                        state.groups.on_topic_deleted(&name);
+                        state.delete_topic(&name);
                         responses.push(result(Some(name), id, None));
                     }
                     None => responses.push(result(None, id, plain(ErrorCode::UnknownTopicId))),

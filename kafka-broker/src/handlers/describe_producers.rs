@@ -1,5 +1,6 @@
 //! DescribeProducers (key 61), version 0: the producers each partition remembers (id, epoch,
-//! last sequence, last timestamp); asked of the partition's leader.
+//! last sequence, last timestamp, the coordinator epoch of the last marker, and the first
+//! offset of an open transaction: `current_txn_start_offset`); asked of the partition's leader.
 
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse};
@@ -30,8 +31,8 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &DescribeProducersReq
                                 producer_epoch: i32::from(e.epoch),
                                 last_sequence: e.last_seq(),
                                 last_timestamp: e.last_timestamp,
-                                coordinator_epoch: -1,
-                                current_txn_start_offset: -1,
+                                coordinator_epoch: e.coordinator_epoch,
+                                current_txn_start_offset: e.current_txn_first_offset.unwrap_or(-1),
                                 ..Default::default()
                             })
                             .collect();

@@ -75,9 +75,13 @@ pub(crate) fn error_response(body: &RequestBody, version: i16, code: ErrorCode) 
             ..Default::default()
         }
         .into(),
-        RequestBody::InitProducerId(_) => {
-            InitProducerIdResponse { error_code: c, producer_id: -1, producer_epoch: -1, ..Default::default() }.into()
-        }
+        RequestBody::InitProducerId(_) => super::init_producer_id::refuse(code).into(),
+        RequestBody::AddPartitionsToTxn(r) => super::add_partitions_to_txn::refuse_all(r, version, code).into(),
+        RequestBody::AddOffsetsToTxn(_) => super::add_offsets_to_txn::refuse(code).into(),
+        RequestBody::EndTxn(_) => super::end_txn::refuse(code).into(),
+        RequestBody::TxnOffsetCommit(r) => super::txn_offset_commit::refuse_all(r, code).into(),
+        RequestBody::DescribeTransactions(r) => super::describe_transactions::refuse_all(r, code).into(),
+        RequestBody::ListTransactions(_) => super::list_transactions::refuse(code).into(),
         RequestBody::DeleteRecords(r) => DeleteRecordsResponse {
             topics: r
                 .topics

@@ -2,7 +2,9 @@
 //! long polling on `max_wait_ms`/`min_bytes` (a waiting fetch is answered as soon as enough
 //! data arrives), `max_bytes` and per-partition limits with KIP-74's "first batch whole",
 //! OFFSET_OUT_OF_RANGE, read_uncommitted up to the high watermark and read_committed up to the
-//! last stable offset, fetch sessions (KIP-227: full and incremental), topic ids (v13+),
+//! last stable offset with the aborted transactions overlapping the returned batches (producer
+//! id and first offset, Kafka's `collectAbortedTransactions`; null for read_uncommitted), the
+//! last stable offset either way, fetch sessions (KIP-227: full and incremental), topic ids (v13+),
 //! reads from followers and the preferred read replica for clients that send a rack
 //! (KIP-392, v11+).
 
@@ -10,7 +12,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::primitives::Uuid;
 use kafka_protocol::ErrorCode;
@@ -438,6 +442,19 @@ fn read_partition(
         if read.complete_batches > 0 {
             *min_one = false;
         }
+    }
+    if committed {
+        let aborted = log.aborted_txns_in(sp.fetch_offset, read.end_offset);
+        data.aborted_transactions = Some(
+            aborted
+                .into_iter()
+                .map(|a| AbortedTransaction {
+                    producer_id: a.producer_id,
+                    first_offset: a.first_offset,
+                    ..Default::default()
+                })
+                .collect(),
+        );
     }
     data.records = Some(read.records);
     Ok(data)

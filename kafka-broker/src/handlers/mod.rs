@@ -1,6 +1,8 @@
 //! One module per API, named like Kafka's APIs (franz-go's kfake layout), each opening with
 //! the versions it supports. Every handler runs on the state task.
 
+pub(crate) mod add_offsets_to_txn;
+pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
 pub(crate) mod create_partitions;
@@ -12,6 +14,8 @@ pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
 pub(crate) mod describe_producers;
+pub(crate) mod describe_transactions;
+pub(crate) mod end_txn;
 pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
@@ -22,6 +26,7 @@ pub(crate) mod join_group;
 pub(crate) mod leave_group;
 pub(crate) mod list_groups;
 pub(crate) mod list_offsets;
+pub(crate) mod list_transactions;
 pub(crate) mod metadata;
 pub(crate) mod offset_commit;
 pub(crate) mod offset_delete;
@@ -29,6 +34,7 @@ pub(crate) mod offset_fetch;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod sync_group;
+pub(crate) mod txn_offset_commit;
 
 use std::time::Instant;
 
@@ -69,6 +75,12 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, list_groups::MIN_VERSION, list_groups::MAX_VERSION),
     (ApiKey::DescribeGroups, describe_groups::MIN_VERSION, describe_groups::MAX_VERSION),
     (ApiKey::DeleteGroups, delete_groups::MIN_VERSION, delete_groups::MAX_VERSION),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::MIN_VERSION, add_partitions_to_txn::MAX_VERSION),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::MIN_VERSION, add_offsets_to_txn::MAX_VERSION),
+    (ApiKey::EndTxn, end_txn::MIN_VERSION, end_txn::MAX_VERSION),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::MIN_VERSION, txn_offset_commit::MAX_VERSION),
+    (ApiKey::DescribeTransactions, describe_transactions::MIN_VERSION, describe_transactions::MAX_VERSION),
+    (ApiKey::ListTransactions, list_transactions::MIN_VERSION, list_transactions::MAX_VERSION),
 ];
 
 /// Whether `version` of `api` is implemented.
@@ -141,7 +153,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         RequestBody::Produce(r) => produce::handle(state, ctx, r),
         RequestBody::Fetch(r) => fetch::handle(state, ctx, r),
         RequestBody::ListOffsets(r) => list_offsets::handle(state, ctx, r),
-        RequestBody::InitProducerId(r) => ResponseBody::from(init_producer_id::handle(state, version, r)).into(),
+        RequestBody::InitProducerId(r) => ResponseBody::from(init_producer_id::handle(state, ctx, r)).into(),
         RequestBody::DescribeProducers(r) => ResponseBody::from(describe_producers::handle(state, ctx, r)).into(),
         RequestBody::OffsetForLeaderEpoch(r) => {
             ResponseBody::from(offset_for_leader_epoch::handle(state, ctx, r)).into()
@@ -171,6 +183,12 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         RequestBody::ListGroups(r) => ResponseBody::from(list_groups::handle(state, ctx, r)).into(),
         RequestBody::DescribeGroups(r) => ResponseBody::from(describe_groups::handle(state, ctx, r)).into(),
         RequestBody::DeleteGroups(r) => ResponseBody::from(delete_groups::handle(state, ctx, r)).into(),
+        RequestBody::AddPartitionsToTxn(r) => ResponseBody::from(add_partitions_to_txn::handle(state, ctx, r)).into(),
+        RequestBody::AddOffsetsToTxn(r) => ResponseBody::from(add_offsets_to_txn::handle(state, ctx, r)).into(),
+        RequestBody::EndTxn(r) => ResponseBody::from(end_txn::handle(state, ctx, r)).into(),
+        RequestBody::TxnOffsetCommit(r) => ResponseBody::from(txn_offset_commit::handle(state, ctx, r)).into(),
+        RequestBody::DescribeTransactions(r) => ResponseBody::from(describe_transactions::handle(state, ctx, r)).into(),
+        RequestBody::ListTransactions(r) => ResponseBody::from(list_transactions::handle(state, ctx, r)).into(),
         _ => Handled::NotImplemented,
     }
 }
@@ -269,6 +287,11 @@ pub(crate) fn client_host(peer: Option<std::net::IpAddr>) -> String {
 /// The partition `topic`-`index`, if it exists (no checks, no injected errors).
 pub(crate) fn lookup_partition<'a>(state: &'a State, topic: &str, index: i32) -> Option<&'a Partition> {
     state.topics.get(topic).and_then(|t| usize::try_from(index).ok().and_then(|i| t.partitions.get(i)))
+}
+
+/// The partition `topic`-`index` for writing, if it exists (no checks, no injected errors).
+pub(crate) fn lookup_partition_mut<'a>(state: &'a mut State, topic: &str, index: i32) -> Option<&'a mut Partition> {
+    state.topics.get_mut(topic).and_then(|t| usize::try_from(index).ok().and_then(|i| t.partitions.get_mut(i)))
 }
 /// Fails unless `body` encodes at `version`: the encoder refuses a value in a field the
 /// version does not have, which would otherwise surface only as a closed connection.

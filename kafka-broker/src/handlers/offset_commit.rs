@@ -101,6 +101,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &OffsetCommitRequest)
                 metadata,
                 commit_timestamp_ms: now,
                 expire_timestamp_ms: expire,
+                record_seq: 0,
             };
             state.groups.store_offset(&req.group_id, &t.name, p.partition_index, committed);
         }

@@ -2,6 +2,16 @@
 //! get UNSUPPORTED_VERSION for every partition. acks 0, 1 and all (against
 //! `min.insync.replicas` and the simulated ISR), batch validation, idempotent producers,
 //! leader hints for misdirected batches (KIP-951, v10+).
+//!
+//! Transactional batches: the request must name the transactional id
+//! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise, as Kafka's authorizer answers a null id),
+//! and the partition must be in the producer's open transaction. Kafka 4 asks the transaction
+//! coordinator (KIP-890's verification) and translates its answer for producers: a partition
+//! never added is INVALID_TXN_STATE before v11 and TRANSACTION_ABORTABLE from v11, a stale
+//! epoch INVALID_PRODUCER_EPOCH, a transaction being completed NOT_ENOUGH_REPLICAS
+//! (retriable). The bundled broker asks it for every transactional batch (Kafka skips the
+//! question while the partition already has the producer's transaction open, which gives
+//! the same answers).
 
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
@@ -10,7 +20,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::records::RecordSetIter;
 use kafka_protocol::ErrorCode;
 
-use super::{leader_partition, Ctx, Handled};
+use super::{leader_partition, lookup_partition_mut, Ctx, Handled};
 use crate::cluster::State;
 use crate::quotas::QuotaKind;
 
@@ -147,6 +157,46 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ProduceRequest) -> H
     Handled::Respond(ProduceResponse { responses, throttle_time_ms, node_endpoints, ..Default::default() }.into())
 }
 
+/// Kafka's transaction verification before a transactional batch is appended.
+fn verify_transaction(
+    state: &State,
+    version: i16,
+    transactional_id: Option<&str>,
+    header: &kafka_protocol::records::RecordBatchHeader,
+    topic: &str,
+    index: i32,
+) -> Result<(), Failure> {
+    let Some(id) = transactional_id else {
+        return Err((
+            ErrorCode::TransactionalIdAuthorizationFailed,
+            "Transactional records need the request's transactional id".to_string(),
+        )
+            .into());
+    };
+    if header.producer_id < 0 {
+        return Err((ErrorCode::InvalidRecord, "Transactional batch without a producer id".to_string()).into());
+    }
+    let code = state.verify_txn_partition(id, header.producer_id, header.producer_epoch, &(topic.to_string(), index));
+    let (code, message) = match code {
+        ErrorCode::None => return Ok(()),
+        ErrorCode::TransactionAbortable | ErrorCode::InvalidTxnState => {
+            let code = if version >= 11 { ErrorCode::TransactionAbortable } else { ErrorCode::InvalidTxnState };
+            (code, "Partition was not added to the transaction".to_string())
+        }
+        ErrorCode::ProducerFenced => (
+            ErrorCode::InvalidProducerEpoch,
+            format!("Producer epoch {} of producer {} is not the current one", header.producer_epoch, header.producer_id),
+        ),
+        ErrorCode::ConcurrentTransactions => (
+            ErrorCode::NotEnoughReplicas,
+            "Unable to verify the partition has been added to the transaction. Underlying error: CONCURRENT_TRANSACTIONS"
+                .to_string(),
+        ),
+        other => (other, other.description().to_string()),
+    };
+    Err((code, message).into())
+}
+
 struct Produced {
     base_offset: i64,
     log_append_time_ms: i64,
@@ -179,7 +229,9 @@ fn produce_one(
     if !(-1..=1).contains(&acks) {
         return Err((ErrorCode::InvalidRequiredAcks, format!("Invalid required acks {acks}")).into());
     }
-    let (settings, partition) = leader_partition(state, ctx.broker, topic, index, -1).map_err(|e| Failure {
+    // The leader check (with injected partition errors); the partition is looked up again
+    // after the transaction check, which needs the whole state.
+    let (settings, _) = leader_partition(state, ctx.broker, topic, index, -1).map_err(|e| Failure {
         code: e.code,
         message: e.message,
         leader: e.leader,
@@ -234,11 +286,12 @@ fn produce_one(
             .into());
     }
     let header = first.header();
-    if header.is_transactional() || transactional_id.is_some() {
-        return Err(
-            (ErrorCode::InvalidTxnState, "the bundled broker does not implement transactions yet".to_string()).into()
-        );
+    if header.is_transactional() {
+        verify_transaction(state, ctx.version, transactional_id, header, topic, index)?;
     }
+    let Some(partition) = lookup_partition_mut(state, topic, index) else {
+        return Err((ErrorCode::UnknownServerError, format!("{topic}-{index} vanished")).into());
+    };
     if acks == -1 && (partition.isr.len() as i64) < i64::from(settings.min_insync_replicas) {
         return Err((
             ErrorCode::NotEnoughReplicas,
