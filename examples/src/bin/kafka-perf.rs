@@ -1,10 +1,17 @@
-//! `kafka-perf`: producer throughput, latency, CPU and memory, shaped like Kafka's
-//! `kafka-producer-perf-test`. It ends with one `RESULT ...` line that scripts can read.
+//! `kafka-perf`: producer and consumer throughput, latency, CPU and memory, shaped like
+//! Kafka's `kafka-producer-perf-test` and `kafka-consumer-perf-test`. It ends with one
+//! `RESULT ...` line that scripts can read.
 //!
 //! ```text
 //! kafka-perf produce --bootstrap-server localhost:9092 --topic perf --num-records 2000000 \
 //!     --record-size 100 --partitions 6 --acks all --linger-ms 5 --batch-size 1048576
+//! kafka-perf consume --bootstrap-server localhost:9092 --topic perf --num-records 2000000
 //! ```
+//!
+//! `consume` joins a group (a fresh unique one unless `--group` is given) that starts from the
+//! earliest offset, with `check.crcs=true`, and reads with `poll` until N records arrived,
+//! summing the value lengths (so every record is touched). Its rate is measured from the
+//! first record received to the N-th; the total including the group join is printed too.
 //!
 //! Payloads are not constant: half random bytes, half a repeated JSON-like text (so codecs see
 //! realistic ratios), drawn from a pool of 1024 distinct payloads. Only acknowledged records
@@ -14,7 +21,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kafka_client::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use kafka_client::{Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 use kafka_examples::perf::{create_topic, payloads, peak_rss_mb, percentile, process_cpu_seconds};
 
 const USAGE: &str = "\
@@ -22,8 +29,9 @@ kafka-perf: producer throughput, latency, CPU and memory against any Kafka clust
 
 USAGE:
     kafka-perf produce --bootstrap-server HOST:PORT --topic T --num-records N --record-size BYTES [options]
+    kafka-perf consume --bootstrap-server HOST:PORT --topic T --num-records N [consume options]
 
-OPTIONS:
+PRODUCE OPTIONS:
     --partitions P              partitions when the topic is created (default 6)
     --acks all|1|0              (default all)
     --linger-ms MS              (default 5)
@@ -31,6 +39,15 @@ OPTIONS:
     --compression CODEC         none, gzip, snappy, lz4 or zstd (default none)
     --idempotence true|false    (default true)
     --producer-property K=V     any producer setting by its Java name (repeatable)
+
+CONSUME OPTIONS:
+    --group G                   group id (default: a fresh unique one, so everything is read)
+    --isolation-level L         read_uncommitted (default) or read_committed
+    --timeout-ms MS             give up after this long without a record (default 60000)
+    --consumer-property K=V     any consumer setting by its Java name (repeatable); defaults:
+                                auto.offset.reset=earliest, check.crcs=true,
+                                enable.auto.commit=true, partition.assignment.strategy=range
+
     -h, --help                  this text
 ";
 
@@ -43,12 +60,74 @@ struct Args {
     properties: Vec<(String, String)>,
 }
 
-fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+struct ConsumeArgs {
+    bootstrap: String,
+    topic: String,
+    records: u64,
+    /// Give up after this long without a record.
+    idle_timeout: Duration,
+    /// Consumer settings by Java name, in order (later ones win).
+    properties: Vec<(String, String)>,
+}
+
+enum Mode {
+    Produce(Args),
+    Consume(ConsumeArgs),
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Mode>, String> {
     match it.next().as_deref() {
-        Some("produce") => {}
-        Some("-h") | Some("--help") | None => return Ok(None),
-        Some(other) => return Err(format!("unknown mode `{other}` (only `produce` for now)")),
+        Some("produce") => parse_produce(it).map(|a| a.map(Mode::Produce)),
+        Some("consume") => parse_consume(it).map(|a| a.map(Mode::Consume)),
+        Some("-h") | Some("--help") | None => Ok(None),
+        Some(other) => Err(format!("unknown mode `{other}` (produce or consume)")),
     }
+}
+
+fn parse_consume(mut it: impl Iterator<Item = String>) -> Result<Option<ConsumeArgs>, String> {
+    let mut bootstrap = None;
+    let mut topic = None;
+    let mut records = None;
+    let mut idle_timeout = Duration::from_secs(60);
+    let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut properties = vec![
+        ("group.id".to_owned(), format!("kafka-perf-{}-{unique}", std::process::id())),
+        ("auto.offset.reset".to_owned(), "earliest".to_owned()),
+        ("check.crcs".to_owned(), "true".to_owned()),
+        ("enable.auto.commit".to_owned(), "true".to_owned()),
+        ("partition.assignment.strategy".to_owned(), "range".to_owned()),
+    ];
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--bootstrap-server" => bootstrap = Some(value()?),
+            "--topic" => topic = Some(value()?),
+            "--num-records" => records = Some(value()?.parse().map_err(|_| "--num-records: expected a number")?),
+            "--group" => properties.push(("group.id".into(), value()?)),
+            "--isolation-level" => properties.push(("isolation.level".into(), value()?)),
+            "--timeout-ms" => {
+                idle_timeout = Duration::from_millis(value()?.parse().map_err(|_| "--timeout-ms: expected a number")?)
+            }
+            "--consumer-property" => {
+                let kv = value()?;
+                let (k, v) =
+                    kv.split_once('=').ok_or_else(|| format!("--consumer-property {kv}: expected KEY=VALUE"))?;
+                properties.push((k.to_owned(), v.to_owned()));
+            }
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(Some(ConsumeArgs {
+        bootstrap: bootstrap.ok_or("--bootstrap-server is required")?,
+        topic: topic.ok_or("--topic is required")?,
+        records: records.ok_or("--num-records is required")?,
+        idle_timeout,
+        properties,
+    }))
+}
+
+fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut bootstrap = None;
     let mut topic = None;
     let mut records = None;
@@ -106,7 +185,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args).await {
+    let outcome = match args {
+        Mode::Produce(a) => run(a).await,
+        Mode::Consume(a) => consume(a).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kafka-perf: {e}");
@@ -209,5 +292,70 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if failed > 0 {
         return Err(format!("{failed} records were not delivered").into());
     }
+    Ok(())
+}
+
+/// The consumer side: reads `--num-records` records with `poll` and prints one `RESULT` line.
+async fn consume(args: ConsumeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = ConsumerConfig::new(&args.bootstrap);
+    for (k, v) in &args.properties {
+        config = config.set(k, v)?;
+    }
+    let group = config.group_id.clone().unwrap_or_default();
+    let cpu_begin = process_cpu_seconds();
+    let begin = Instant::now();
+    let consumer = Consumer::new(config)?;
+    consumer.subscribe([args.topic.as_str()])?;
+
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    // Set when the first records arrive: the measured interval runs from there to the N-th
+    // record, and the records of that first poll are not counted in the rate.
+    let mut first: Option<(Instant, f64, u64)> = None;
+    let mut last_record = Instant::now();
+    while count < args.records {
+        let batch = consumer.poll(Duration::from_millis(100)).await?;
+        if batch.is_empty() {
+            if last_record.elapsed() > args.idle_timeout {
+                consumer.close().await?;
+                return Err(format!(
+                    "only {count} of {} records after {} ms without a record",
+                    args.records,
+                    args.idle_timeout.as_millis()
+                )
+                .into());
+            }
+            continue;
+        }
+        last_record = Instant::now();
+        count += batch.len() as u64;
+        for r in &batch {
+            bytes += r.value().map_or(0, |v| v.len() as u64);
+        }
+        if first.is_none() {
+            first = Some((last_record, process_cpu_seconds(), count));
+        }
+    }
+    let end = Instant::now();
+    let cpu_end = process_cpu_seconds();
+    let (first_at, first_cpu, first_count) = first.unwrap_or((end, cpu_end, count));
+    let secs = end.duration_since(first_at).as_secs_f64();
+    let measured = count - first_count;
+    let cpu = cpu_end - first_cpu;
+    let total_secs = end.duration_since(begin).as_secs_f64();
+    let total_cpu = cpu_end - cpu_begin;
+    consumer.close().await?;
+    let rate = measured as f64 / secs.max(1e-9);
+    let mb_per_s = rate * (bytes as f64 / count.max(1) as f64) / 1e6;
+    println!(
+        "{count} records ({bytes} value bytes) consumed by group {group}, {rate:.1} records/sec ({mb_per_s:.2} MB/sec) from the first record; {:.3} s including the group join",
+        total_secs
+    );
+    println!(
+        "RESULT client=kafka-sdk mode=consume records={count} bytes={bytes} secs={secs:.3} records_per_s={rate:.0} mb_per_s={mb_per_s:.2} cpu_s={cpu:.3} cpu_ns_per_record={:.0} cpu_us_per_record={:.3} total_secs={total_secs:.3} total_cpu_s={total_cpu:.3} peak_rss_mb={:.1}",
+        cpu * 1e9 / measured.max(1) as f64,
+        cpu * 1e6 / measured.max(1) as f64,
+        peak_rss_mb(),
+    );
     Ok(())
 }

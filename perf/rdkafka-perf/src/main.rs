@@ -1,11 +1,17 @@
-//! `rdkafka-perf`: the librdkafka side of the producer comparison. Same command line and the
-//! same `RESULT ...` line as `kafka-perf` (examples/src/bin/kafka-perf.rs), with
+//! `rdkafka-perf`: the librdkafka side of the producer and consumer comparisons. Same command
+//! line and the same `RESULT ...` line as `kafka-perf` (examples/src/bin/kafka-perf.rs), with
 //! `client=librdkafka`, so `perf/compare.sh` can alternate the two against one broker.
 //!
 //! ```text
 //! rdkafka-perf produce --bootstrap-server localhost:9092 --topic perf --num-records 2000000 \
 //!     --record-size 100 --partitions 6 --acks all --linger-ms 5 --batch-size 1048576
+//! rdkafka-perf consume --bootstrap-server localhost:9092 --topic perf --num-records 2000000
 //! ```
+//!
+//! `consume` is a `BaseConsumer` in a group (a fresh unique one unless `--group` is given)
+//! with `auto.offset.reset=earliest`, `check.crcs=true` and the other knobs set to kafka-sdk's
+//! defaults (see [`librdkafka_consumer_config`]); it polls one message at a time, sums the
+//! payload lengths, and measures from the first message to the N-th, as kafka-perf does.
 //!
 //! Workload parity with `kafka-perf`:
 //! - payloads: the same rule and seed (StdRng seed 42, a pool of 1024 payloads, each half
@@ -32,8 +38,10 @@ use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
+use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
 const USAGE: &str = "\
@@ -41,8 +49,9 @@ rdkafka-perf: librdkafka producer throughput, latency, CPU and memory (same CLI 
 
 USAGE:
     rdkafka-perf produce --bootstrap-server HOST:PORT --topic T --num-records N --record-size BYTES [options]
+    rdkafka-perf consume --bootstrap-server HOST:PORT --topic T --num-records N [consume options]
 
-OPTIONS:
+PRODUCE OPTIONS:
     --partitions P              partitions when the topic is created (default 6)
     --acks all|1|0              (default all)
     --linger-ms MS              (default 5)
@@ -51,6 +60,14 @@ OPTIONS:
     --idempotence true|false    (default true)
     --producer-property K=V     a producer setting by its Java name (translated to librdkafka's
                                 where the names differ) or any librdkafka property (repeatable)
+
+CONSUME OPTIONS:
+    --group G                   group id (default: a fresh unique one, so everything is read)
+    --isolation-level L         read_uncommitted (default) or read_committed
+    --timeout-ms MS             give up after this long without a message (default 60000)
+    --consumer-property K=V     a consumer setting by its Java name (translated where the names
+                                differ) or any librdkafka property (repeatable)
+
     -h, --help                  this text
 ";
 
@@ -63,12 +80,67 @@ struct Args {
     properties: Vec<(String, String)>,
 }
 
-fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+struct ConsumeArgs {
+    bootstrap: String,
+    topic: String,
+    records: u64,
+    idle_timeout: Duration,
+    /// Consumer settings (Java or librdkafka names), in order (later ones win).
+    properties: Vec<(String, String)>,
+}
+
+enum Mode {
+    Produce(Args),
+    Consume(ConsumeArgs),
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Mode>, String> {
     match it.next().as_deref() {
-        Some("produce") => {}
-        Some("-h") | Some("--help") | None => return Ok(None),
-        Some(other) => return Err(format!("unknown mode `{other}` (only `produce` for now)")),
+        Some("produce") => parse_produce(it).map(|a| a.map(Mode::Produce)),
+        Some("consume") => parse_consume(it).map(|a| a.map(Mode::Consume)),
+        Some("-h") | Some("--help") | None => Ok(None),
+        Some(other) => Err(format!("unknown mode `{other}` (produce or consume)")),
     }
+}
+
+fn parse_consume(mut it: impl Iterator<Item = String>) -> Result<Option<ConsumeArgs>, String> {
+    let mut bootstrap = None;
+    let mut topic = None;
+    let mut records = None;
+    let mut idle_timeout = Duration::from_secs(60);
+    let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut properties = vec![("group.id".to_owned(), format!("rdkafka-perf-{}-{unique}", std::process::id()))];
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--bootstrap-server" => bootstrap = Some(value()?),
+            "--topic" => topic = Some(value()?),
+            "--num-records" => records = Some(value()?.parse().map_err(|_| "--num-records: expected a number")?),
+            "--group" => properties.push(("group.id".into(), value()?)),
+            "--isolation-level" => properties.push(("isolation.level".into(), value()?)),
+            "--timeout-ms" => {
+                idle_timeout = Duration::from_millis(value()?.parse().map_err(|_| "--timeout-ms: expected a number")?)
+            }
+            "--consumer-property" => {
+                let kv = value()?;
+                let (k, v) =
+                    kv.split_once('=').ok_or_else(|| format!("--consumer-property {kv}: expected KEY=VALUE"))?;
+                properties.push((k.to_owned(), v.to_owned()));
+            }
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(Some(ConsumeArgs {
+        bootstrap: bootstrap.ok_or("--bootstrap-server is required")?,
+        topic: topic.ok_or("--topic is required")?,
+        records: records.ok_or("--num-records is required")?,
+        idle_timeout,
+        properties,
+    }))
+}
+
+fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut bootstrap = None;
     let mut topic = None;
     let mut records = None;
@@ -97,7 +169,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
             "--idempotence" => properties.push(("enable.idempotence".into(), value()?)),
             "--producer-property" => {
                 let kv = value()?;
-                let (k, v) = kv.split_once('=').ok_or_else(|| format!("--producer-property {kv}: expected KEY=VALUE"))?;
+                let (k, v) =
+                    kv.split_once('=').ok_or_else(|| format!("--producer-property {kv}: expected KEY=VALUE"))?;
                 properties.push((k.to_owned(), v.to_owned()));
             }
             other => return Err(format!("unknown flag {other}")),
@@ -366,7 +439,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args) {
+    let outcome = match args {
+        Mode::Produce(a) => run(a),
+        Mode::Consume(a) => consume(a),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rdkafka-perf: {e}");
@@ -558,5 +635,131 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if failed + missing > 0 {
         return Err(format!("{} records were not delivered", failed + missing).into());
     }
+    Ok(())
+}
+
+/// The librdkafka consumer configuration: kafka-sdk's consumer defaults set explicitly where
+/// librdkafka's differ or might, then the user's settings translated from Java names.
+///
+/// Parity knobs and why:
+/// - `auto.offset.reset=earliest`, `check.crcs=true` (librdkafka: false; we check CRCs by
+///   default), `enable.auto.commit=true` with `auto.commit.interval.ms=5000` (both clients'
+///   defaults), `isolation.level=read_uncommitted` (librdkafka defaults to read_committed; ours
+///   and Java's to read_uncommitted);
+/// - fetch sizes: `fetch.wait.max.ms=500`, `fetch.min.bytes=1`, `fetch.max.bytes=52428800`,
+///   `max.partition.fetch.bytes=1048576` (Java/kafka-sdk defaults; librdkafka's are the same
+///   today but are set so a version change shows), `queued.max.messages.kbytes=65536` (the
+///   prefetch bound, 64 MiB in both);
+/// - `session.timeout.ms=45000`, `heartbeat.interval.ms=3000`,
+///   `partition.assignment.strategy=range` (kafka-perf uses range too; one member gets all);
+/// - `socket.nagle.disable=true` (we set TCP_NODELAY), `enable.partition.eof=false`.
+fn librdkafka_consumer_config(args: &ConsumeArgs) -> Result<ClientConfig, String> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &args.bootstrap)
+        .set("client.id", "rdkafka-perf")
+        .set("auto.offset.reset", "earliest")
+        .set("check.crcs", "true")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "5000")
+        .set("isolation.level", "read_uncommitted")
+        .set("fetch.wait.max.ms", "500")
+        .set("fetch.min.bytes", "1")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "1048576")
+        .set("queued.max.messages.kbytes", "65536")
+        .set("session.timeout.ms", "45000")
+        .set("heartbeat.interval.ms", "3000")
+        .set("partition.assignment.strategy", "range")
+        .set("socket.nagle.disable", "true")
+        .set("enable.partition.eof", "false");
+    for (k, v) in &args.properties {
+        let key = match k.as_str() {
+            "fetch.max.wait.ms" => "fetch.wait.max.ms",
+            "max.poll.records" | "default.api.timeout.ms" => {
+                eprintln!("rdkafka-perf: {k} has no librdkafka equivalent; ignored");
+                continue;
+            }
+            other => other,
+        };
+        c.set(key, v);
+    }
+    c.set_log_level(if c.get("debug").is_some() { RDKafkaLogLevel::Debug } else { RDKafkaLogLevel::Warning });
+    Ok(c)
+}
+
+/// The consumer's context: librdkafka's log lines on stderr, default rebalancing.
+struct ConsumeCtx {
+    start: Instant,
+}
+
+impl ClientContext for ConsumeCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        eprintln!("[{:10.6}] {level:?} {fac}: {message}", self.start.elapsed().as_secs_f64());
+    }
+}
+
+impl ConsumerContext for ConsumeCtx {}
+
+/// The consumer side: reads `--num-records` messages with `poll` and prints one `RESULT` line.
+fn consume(args: ConsumeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = librdkafka_consumer_config(&args)?;
+    let group = config.get("group.id").unwrap_or_default().to_owned();
+    let cpu_begin = process_cpu_seconds();
+    let begin = Instant::now();
+    let consumer: BaseConsumer<ConsumeCtx> = config.create_with_context(ConsumeCtx { start: begin })?;
+    consumer.subscribe(&[args.topic.as_str()])?;
+
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    // Set at the first message: the measured interval runs from there to the N-th.
+    let mut first: Option<(Instant, f64, u64)> = None;
+    let mut last_record = Instant::now();
+    while count < args.records {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {
+                if last_record.elapsed() > args.idle_timeout {
+                    return Err(format!(
+                        "only {count} of {} records after {} ms without a message",
+                        args.records,
+                        args.idle_timeout.as_millis()
+                    )
+                    .into());
+                }
+            }
+            Some(Err(e)) => return Err(format!("poll: {e}").into()),
+            Some(Ok(m)) => {
+                count += 1;
+                bytes += m.payload().map_or(0, |v| v.len() as u64);
+                if first.is_none() {
+                    last_record = Instant::now();
+                    first = Some((last_record, process_cpu_seconds(), count));
+                } else if count % 4096 == 0 {
+                    last_record = Instant::now();
+                }
+            }
+        }
+    }
+    let end = Instant::now();
+    let cpu_end = process_cpu_seconds();
+    let (first_at, first_cpu, first_count) = first.unwrap_or((end, cpu_end, count));
+    let secs = end.duration_since(first_at).as_secs_f64();
+    let measured = count - first_count;
+    let cpu = cpu_end - first_cpu;
+    let total_secs = end.duration_since(begin).as_secs_f64();
+    let total_cpu = cpu_end - cpu_begin;
+    // Leaves the group (the final auto-commit, LeaveGroup), as kafka-perf's close does.
+    drop(consumer);
+    let rate = measured as f64 / secs.max(1e-9);
+    let mb_per_s = rate * (bytes as f64 / count.max(1) as f64) / 1e6;
+    println!(
+        "{count} records ({bytes} value bytes) consumed by group {group}, {rate:.1} records/sec ({mb_per_s:.2} MB/sec) from the first record; {total_secs:.3} s including the group join; librdkafka {}",
+        rdkafka::util::get_rdkafka_version().1,
+    );
+    println!(
+        "RESULT client=librdkafka mode=consume records={count} bytes={bytes} secs={secs:.3} records_per_s={rate:.0} mb_per_s={mb_per_s:.2} cpu_s={cpu:.3} cpu_ns_per_record={:.0} cpu_us_per_record={:.3} total_secs={total_secs:.3} total_cpu_s={total_cpu:.3} peak_rss_mb={:.1}",
+        cpu * 1e9 / measured.max(1) as f64,
+        cpu * 1e6 / measured.max(1) as f64,
+        peak_rss_mb(),
+    );
     Ok(())
 }
