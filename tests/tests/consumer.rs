@@ -676,7 +676,7 @@ async fn churn_loses_nothing_and_counts_duplicates() {
     for m in members {
         m.abort();
     }
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let distinct = seen.len() as u64;
     let total: u64 = seen.values().map(|c| u64::from(*c)).sum();
     let lost = records - distinct.min(records);
