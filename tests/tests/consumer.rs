@@ -300,3 +300,46 @@ async fn group_members_share_partitions_and_commits_resume_consumption() {
     c2.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// A partition at the end of its log must not hold up the others: a fetch of caught-up
+/// partitions only is held by the broker for fetch.max.wait.ms, and while it is in flight no
+/// other fetch can go to that broker. Partition 0 has one record, partition 1 has ~60 fetches'
+/// worth (max.partition.fetch.bytes=16 KiB): with a 500 ms wait behind every one of those
+/// fetches, reading partition 1 would take half a minute.
+#[tokio::test]
+async fn a_caught_up_partition_does_not_hold_up_the_others() {
+    init_logs();
+    let cluster = Cluster::builder().brokers(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("uneven", 2, 1).await.unwrap();
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).linger(Duration::from_millis(2))).unwrap();
+    let mut pending = vec![producer.send(ProducerRecord::new("uneven").partition(0).value("lonely")).await.unwrap()];
+    let total = 5_000u64;
+    for i in 0..total {
+        let value = unique_value(i, 200);
+        pending.push(producer.send(ProducerRecord::new("uneven").partition(1).value(&value)).await.unwrap());
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    producer.close(Duration::from_secs(5)).await.unwrap();
+
+    let consumer = Consumer::new(
+        config(&bootstrap, None)
+            .set("fetch.max.wait.ms", "500")
+            .unwrap()
+            .set("max.partition.fetch.bytes", "16384")
+            .unwrap(),
+    )
+    .unwrap();
+    consumer.assign([TopicPartition::new("uneven", 0), TopicPartition::new("uneven", 1)]).unwrap();
+    let started = std::time::Instant::now();
+    let records = take(&consumer, total as usize + 1).await;
+    let took = started.elapsed();
+    let seqs: BTreeSet<u64> =
+        records.iter().filter(|r| r.partition() == 1).map(|r| seq_of(r.value().unwrap()).unwrap()).collect();
+    assert_eq!(seqs.len() as u64, total, "every record of partition 1 exactly once");
+    assert!(took < Duration::from_secs(8), "reading took {took:?}: fetches waited behind the caught-up partition");
+    consumer.close().await.unwrap();
+    cluster.shutdown().await;
+}
