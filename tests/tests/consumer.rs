@@ -343,3 +343,32 @@ async fn a_caught_up_partition_does_not_hold_up_the_others() {
     consumer.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// A partition assigned again at the position its broker's fetch session still holds is not
+/// re-sent in the next incremental fetch (nothing changed), yet the response carries its new
+/// records under the topic's id (Fetch v13+): they must still be recognised.
+#[tokio::test]
+async fn a_partition_assigned_again_at_its_session_position_gets_new_records() {
+    init_logs();
+    let cluster = Cluster::builder().brokers(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("again", 1, 1).await.unwrap();
+    produce(&bootstrap, "again", 1, 0, 10, Compression::None).await;
+    let consumer = Consumer::new(config(&bootstrap, Some("g-again")).enable_auto_commit(false)).unwrap();
+    let tp = TopicPartition::new("again", 0);
+    consumer.assign([tp.clone()]).unwrap();
+    assert_eq!(take(&consumer, 10).await.len(), 10);
+    consumer.commit().await.unwrap();
+    // Let a fetch at the end of the log go out, so the session holds the partition there.
+    assert!(consumer.poll(Duration::from_millis(300)).await.unwrap().is_empty());
+    consumer.assign([]).unwrap();
+    assert!(consumer.poll(Duration::from_millis(300)).await.unwrap().is_empty());
+    produce(&bootstrap, "again", 1, 10, 5, Compression::None).await;
+    // Assigned again: the committed offset (10) is where the session left it.
+    consumer.assign([tp.clone()]).unwrap();
+    let records = take(&consumer, 5).await;
+    let seqs: Vec<u64> = records.iter().map(|r| seq_of(r.value().unwrap()).unwrap()).collect();
+    assert_eq!(seqs, (10..15).collect::<Vec<_>>());
+    consumer.close().await.unwrap();
+    cluster.shutdown().await;
+}

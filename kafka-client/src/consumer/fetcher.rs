@@ -429,8 +429,15 @@ fn plan_fetches(
             (send, forget)
         };
         let (session_id, session_epoch) = (session.id, session.epoch);
+        // The names of every topic in the session, not only of those in the request: an
+        // incremental response also carries partitions left out of the request as unchanged
+        // when they have new data, and from v13 on it names their topics by id only.
+        let mut names: HashMap<Uuid, String> = wanted
+            .keys()
+            .filter_map(|tp| metadata.topic(&tp.topic).map(|t| (t.topic_id, tp.topic.clone())))
+            .filter(|(id, _)| *id != Uuid::default())
+            .collect();
         fetches.spawn(async move {
-            let mut names = HashMap::new();
             let result =
                 send_fetch(&shared, &metadata, node, session_id, session_epoch, &send, &forget, &mut names).await;
             FetchDone { node, sent, wanted, full, names, result }
