@@ -372,3 +372,40 @@ async fn a_partition_assigned_again_at_its_session_position_gets_new_records() {
     consumer.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// `close` sends LeaveGroup, so the other members take the partitions over at once instead
+/// of after the departed member's session timeout (6 s here).
+#[tokio::test]
+async fn close_leaves_the_group_at_once() {
+    init_logs();
+    let cluster = Cluster::builder().brokers(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("leaving", 4, 1).await.unwrap();
+    let c1 = Arc::new(Consumer::new(config(&bootstrap, Some("g-leave"))).unwrap());
+    let c2 = Arc::new(Consumer::new(config(&bootstrap, Some("g-leave"))).unwrap());
+    c1.subscribe(["leaving"]).unwrap();
+    c2.subscribe(["leaving"]).unwrap();
+    let (r1, r2) = (Reader::spawn(c1.clone()), Reader::spawn(c2.clone()));
+    tokio::time::timeout(WAIT, async {
+        while c1.assignment().len() != 2 || c2.assignment().len() != 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("assignments {:?} {:?}", c1.assignment(), c2.assignment()));
+    r1.stop().await;
+    c1.close().await.unwrap();
+    let closed = std::time::Instant::now();
+    tokio::time::timeout(WAIT, async {
+        while c2.assignment().len() != 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("c2 owns {:?}", c2.assignment()));
+    let took = closed.elapsed();
+    assert!(took < Duration::from_secs(4), "the takeover took {took:?}: no LeaveGroup?");
+    r2.stop().await;
+    c2.close().await.unwrap();
+    cluster.shutdown().await;
+}
