@@ -739,3 +739,112 @@ async fn a_pattern_picks_up_new_topics_and_added_partitions_and_a_moved_coordina
     consumer.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// A partition at the end of its log must not hold up the others: a fetch of caught-up
+/// partitions only is held by the broker for fetch.max.wait.ms, and while it is in flight no
+/// other fetch can go to that broker. Partition 0 has one record, partition 1 has ~60 fetches'
+/// worth (max.partition.fetch.bytes=16 KiB): with a 500 ms wait behind every one of those
+/// fetches, reading partition 1 would take half a minute.
+#[tokio::test]
+async fn a_caught_up_partition_does_not_hold_up_the_others() {
+    init_logs();
+    let cluster = Cluster::builder().brokers(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("uneven", 2, 1).await.unwrap();
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).linger(Duration::from_millis(2))).unwrap();
+    let mut pending = vec![producer.send(ProducerRecord::new("uneven").partition(0).value("lonely")).await.unwrap()];
+    let total = 5_000u64;
+    for i in 0..total {
+        let value = unique_value(i, 200);
+        pending.push(producer.send(ProducerRecord::new("uneven").partition(1).value(&value)).await.unwrap());
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    producer.close(Duration::from_secs(5)).await.unwrap();
+
+    let consumer = Consumer::new(
+        config(&bootstrap, None)
+            .set("fetch.max.wait.ms", "500")
+            .unwrap()
+            .set("max.partition.fetch.bytes", "16384")
+            .unwrap(),
+    )
+    .unwrap();
+    consumer.assign([TopicPartition::new("uneven", 0), TopicPartition::new("uneven", 1)]).unwrap();
+    let started = std::time::Instant::now();
+    let records = take(&consumer, total as usize + 1).await;
+    let took = started.elapsed();
+    let seqs: BTreeSet<u64> =
+        records.iter().filter(|r| r.partition() == 1).map(|r| seq_of(r.value().unwrap()).unwrap()).collect();
+    assert_eq!(seqs.len() as u64, total, "every record of partition 1 exactly once");
+    assert!(took < Duration::from_secs(8), "reading took {took:?}: fetches waited behind the caught-up partition");
+    consumer.close().await.unwrap();
+    cluster.shutdown().await;
+}
+
+/// A partition assigned again at the position its broker's fetch session still holds is not
+/// re-sent in the next incremental fetch (nothing changed), yet the response carries its new
+/// records under the topic's id (Fetch v13+): they must still be recognised.
+#[tokio::test]
+async fn a_partition_assigned_again_at_its_session_position_gets_new_records() {
+    init_logs();
+    let cluster = Cluster::builder().brokers(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("again", 1, 1).await.unwrap();
+    produce(&bootstrap, "again", 1, 0, 10, Compression::None).await;
+    let consumer = Consumer::new(config(&bootstrap, Some("g-again")).enable_auto_commit(false)).unwrap();
+    let tp = TopicPartition::new("again", 0);
+    consumer.assign([tp.clone()]).unwrap();
+    assert_eq!(take(&consumer, 10).await.len(), 10);
+    consumer.commit().await.unwrap();
+    // Let a fetch at the end of the log go out, so the session holds the partition there.
+    assert!(consumer.poll(Duration::from_millis(300)).await.unwrap().is_empty());
+    consumer.assign([]).unwrap();
+    assert!(consumer.poll(Duration::from_millis(300)).await.unwrap().is_empty());
+    produce(&bootstrap, "again", 1, 10, 5, Compression::None).await;
+    // Assigned again: the committed offset (10) is where the session left it.
+    consumer.assign([tp.clone()]).unwrap();
+    let records = take(&consumer, 5).await;
+    let seqs: Vec<u64> = records.iter().map(|r| seq_of(r.value().unwrap()).unwrap()).collect();
+    assert_eq!(seqs, (10..15).collect::<Vec<_>>());
+    consumer.close().await.unwrap();
+    cluster.shutdown().await;
+}
+
+/// `close` sends LeaveGroup, so the other members take the partitions over at once instead
+/// of after the departed member's session timeout (6 s here).
+#[tokio::test]
+async fn close_leaves_the_group_at_once() {
+    init_logs();
+    let cluster = Cluster::builder().brokers(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("leaving", 4, 1).await.unwrap();
+    let c1 = Arc::new(Consumer::new(config(&bootstrap, Some("g-leave"))).unwrap());
+    let c2 = Arc::new(Consumer::new(config(&bootstrap, Some("g-leave"))).unwrap());
+    c1.subscribe(["leaving"]).unwrap();
+    c2.subscribe(["leaving"]).unwrap();
+    let (r1, r2) = (Reader::spawn(c1.clone()), Reader::spawn(c2.clone()));
+    tokio::time::timeout(WAIT, async {
+        while c1.assignment().len() != 2 || c2.assignment().len() != 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("assignments {:?} {:?}", c1.assignment(), c2.assignment()));
+    r1.stop().await;
+    c1.close().await.unwrap();
+    let closed = std::time::Instant::now();
+    tokio::time::timeout(WAIT, async {
+        while c2.assignment().len() != 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("c2 owns {:?}", c2.assignment()));
+    let took = closed.elapsed();
+    assert!(took < Duration::from_secs(4), "the takeover took {took:?}: no LeaveGroup?");
+    r2.stop().await;
+    c2.close().await.unwrap();
+    cluster.shutdown().await;
+}

@@ -828,15 +828,24 @@ pub(crate) async fn leave(shared: &Shared, group: &Group) {
     }
     let Ok(conn) = group.coordinator(shared).await else { return };
     let Ok(version) = conn.version(ApiKey::LeaveGroup, 0) else { return };
-    let request = LeaveGroupRequest {
-        group_id: group.group_id.clone(),
-        member_id: member.member_id.clone(),
-        members: vec![MemberIdentity {
-            member_id: member.member_id.clone(),
-            group_instance_id: None,
+    // v0-2 name the member in `member_id`, v3+ (KIP-345) in `members`; the encoder refuses
+    // a field the version does not have.
+    let request = if version >= 3 {
+        LeaveGroupRequest {
+            group_id: group.group_id.clone(),
+            members: vec![MemberIdentity {
+                member_id: member.member_id.clone(),
+                group_instance_id: None,
+                ..Default::default()
+            }],
             ..Default::default()
-        }],
-        ..Default::default()
+        }
+    } else {
+        LeaveGroupRequest {
+            group_id: group.group_id.clone(),
+            member_id: member.member_id.clone(),
+            ..Default::default()
+        }
     };
     match conn.request_at(&request, version).await {
         Ok(r) if r.error_code == 0 => {

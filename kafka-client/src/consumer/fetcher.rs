@@ -4,7 +4,10 @@
 //! A partition is fetched when it is assigned, has a position, is not paused, has less than
 //! `max.partition.fetch.bytes` buffered, and the consumer as a whole has less than
 //! `queued.max.messages.kbytes` buffered: prefetch is pipelined (the next fetch goes out while
-//! the application reads the previous one) and bounded.
+//! the application reads the previous one) and bounded. A fetch that would carry only
+//! caught-up partitions (at the end of the log as of the last response) is not sent to a
+//! broker while other partitions it leads are held back by full buffers: the broker would hold
+//! it for `fetch.max.wait.ms`, and those partitions could not be fetched meanwhile.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -322,6 +325,11 @@ fn plan_fetches(
     let mut next_wake: Option<Instant> = None;
     let mut by_node: BTreeMap<i32, Vec<(TopicPartition, u64, SessionPart)>> = BTreeMap::new();
     let mut missing_leader = false;
+    // Brokers with partitions held back only until the application drains their buffers, and
+    // brokers with a fetchable partition that has data beyond its fetch position.
+    let mut held: HashSet<i32> = HashSet::new();
+    let mut behind: HashSet<i32> = HashSet::new();
+    let read_committed = config.isolation_level.wire() == 1;
     {
         let mut st = shared.lock();
         if st.buffered >= config.max_buffered_bytes {
@@ -329,9 +337,10 @@ fn plan_fetches(
         }
         let partition_limit = usize::try_from(config.max_partition_fetch_bytes).unwrap_or(usize::MAX);
         for (tp, p) in st.parts.iter_mut() {
-            if p.paused || p.stalled || p.in_flight || p.need != Need::Nothing || p.buffered >= partition_limit {
+            if p.paused || p.stalled || p.in_flight || p.need != Need::Nothing {
                 continue;
             }
+            let full = p.buffered >= partition_limit;
             let Some(pos) = p.fetch_position else { continue };
             if let Some(t) = p.backoff_until {
                 if t > now {
@@ -350,11 +359,20 @@ fn plan_fetches(
                 }
             };
             let Some(node) = node else {
-                missing_leader = true;
+                missing_leader |= !full;
                 continue;
             };
+            if full {
+                held.insert(node);
+                continue;
+            }
             if busy.contains(&node) {
                 continue;
+            }
+            // The end of what a fetch can return, as of the last response (-1: not known yet).
+            let end = if read_committed && p.last_stable_offset >= 0 { p.last_stable_offset } else { p.high_watermark };
+            if end < 0 || pos.offset < end {
+                behind.insert(node);
             }
             by_node.entry(node).or_default().push((
                 tp.clone(),
@@ -366,6 +384,13 @@ fn plan_fetches(
                 },
             ));
         }
+        // A fetch of caught-up partitions only is held by the broker for up to
+        // fetch.max.wait.ms, and while it is in flight nothing else can be fetched from that
+        // broker: partitions whose buffers the application is draining would wait for it
+        // although the broker has their data. Leave such a fetch for later: the application
+        // wakes this task as it frees buffer space, and the fetch then carries those
+        // partitions too and is answered at once.
+        by_node.retain(|node, _| behind.contains(node) || !held.contains(node));
         for parts in by_node.values() {
             for (tp, _, _) in parts {
                 if let Some(p) = st.parts.get_mut(tp) {
