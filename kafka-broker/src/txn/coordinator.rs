@@ -279,7 +279,7 @@ impl State {
         }
         if m.partitions.is_empty() {
             if let Err(e) = m.complete(now) {
-                let _ = ErrorCode::from(e);
+                e.report();
             }
             self.txns.pending_markers.remove(transactional_id);
         } else {
@@ -319,7 +319,7 @@ impl State {
                 continue;
             }
             if let Err(e) = m.fence_epoch() {
-                let _ = ErrorCode::from(e);
+                e.report();
                 continue;
             }
             let (producer_id, epoch) = (m.producer_id, m.producer_epoch);
@@ -350,7 +350,7 @@ impl State {
         for id in expired {
             if let Some(mut m) = self.txns.txns.remove(&id) {
                 if let Err(e) = m.prepare_dead() {
-                    let _ = ErrorCode::from(e);
+                    e.report();
                 }
                 self.txns.timers.cancel(&id);
                 tracing::info!(id = %id, producer_id = m.producer_id, "transactional id expired");

@@ -111,9 +111,16 @@ pub(crate) struct IllegalTransition {
     pub to: TxnState,
 }
 
+impl IllegalTransition {
+    /// Logs the bug; where no request waits for an answer this is all that can be done.
+    pub fn report(self) {
+        tracing::error!(from = self.from.name(), to = self.to.name(), "illegal transaction state transition");
+    }
+}
+
 impl From<IllegalTransition> for ErrorCode {
     fn from(e: IllegalTransition) -> Self {
-        tracing::error!(from = e.from.name(), to = e.to.name(), "illegal transaction state transition");
+        e.report();
         ErrorCode::UnknownServerError
     }
 }
