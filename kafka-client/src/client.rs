@@ -246,7 +246,9 @@ impl NodeSlot {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks a std mutex, taking the data of a poisoned one (the client's critical sections leave
+/// their data consistent at every step).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

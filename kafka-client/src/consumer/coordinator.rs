@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::assignor::{self, Assignor, MemberSubscription, RebalanceProtocol, SubscriptionInput};
 use super::state::{AppTask, Need, Subscription};
 use super::{Shared, TopicPartition};
+use crate::client::lock;
 use crate::conn::{self, BrokerAddress, Connection};
 use crate::error::{Error, Result};
 
@@ -72,10 +73,6 @@ pub(crate) struct Group {
     /// Asks the membership task to rejoin (new subscription, commit fenced, ...).
     pub rejoin: Notify,
     assignors: Vec<Box<dyn Assignor>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn is_coordinator_error(code: ErrorCode) -> bool {
@@ -162,10 +159,20 @@ impl Group {
         shared: &Shared,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
+        self.with_retries(shared, || self.try_fetch_committed(shared, partitions)).await
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or `default.api.timeout.ms` passes;
+    /// forgets the coordinator after errors that say it moved or is unreachable.
+    async fn with_retries<T, F, Fut>(&self, shared: &Shared, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let deadline = Instant::now() + shared.config.default_api_timeout;
         let mut attempt = 0u32;
         loop {
-            match self.try_fetch_committed(shared, partitions).await {
+            match op().await {
                 Ok(r) => return Ok(r),
                 Err(e) if retriable(&e) && Instant::now() < deadline => {
                     if e.code().is_some_and(is_coordinator_error) || !matches!(e, Error::Kafka { .. }) {
@@ -294,21 +301,7 @@ impl Group {
         if offsets.is_empty() {
             return Ok(());
         }
-        let deadline = Instant::now() + shared.config.default_api_timeout;
-        let mut attempt = 0u32;
-        loop {
-            match self.try_commit(shared, offsets).await {
-                Ok(()) => return Ok(()),
-                Err(e) if retriable(&e) && Instant::now() < deadline => {
-                    if e.code().is_some_and(is_coordinator_error) || !matches!(e, Error::Kafka { .. }) {
-                        self.coordinator_dead().await;
-                    }
-                    attempt += 1;
-                    tokio::time::sleep(backoff(shared, attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.with_retries(shared, || self.try_commit(shared, offsets)).await
     }
 
     async fn try_commit(&self, shared: &Shared, offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()> {

@@ -434,30 +434,30 @@ impl Consumer {
                 if visited >= total || out.len() >= max {
                     None
                 } else {
-                    let start = st.cursor.clone();
-                    let mut found: Option<(TopicPartition, CompletedFetch)> = None;
-                    let keys: Vec<TopicPartition> = match &start {
-                        Some(c) => st
-                            .parts
-                            .range::<TopicPartition, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
-                            .chain(st.parts.range::<TopicPartition, _>(..=c))
-                            .filter(|(_, p)| !p.paused && !p.buffer.is_empty())
-                            .map(|(tp, _)| tp.clone())
-                            .take(1)
-                            .collect(),
-                        None => st
-                            .parts
-                            .iter()
-                            .filter(|(_, p)| !p.paused && !p.buffer.is_empty())
-                            .map(|(tp, _)| tp.clone())
-                            .take(1)
-                            .collect(),
+                    let next = {
+                        fn ready<'a>(
+                            (tp, p): (&'a TopicPartition, &'a state::PartState),
+                        ) -> Option<&'a TopicPartition> {
+                            (!p.paused && !p.buffer.is_empty()).then_some(tp)
+                        }
+                        match &st.cursor {
+                            Some(c) => st
+                                .parts
+                                .range::<TopicPartition, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                                .chain(st.parts.range::<TopicPartition, _>(..=c))
+                                .find_map(ready),
+                            None => st.parts.iter().find_map(ready),
+                        }
+                        .cloned()
                     };
-                    if let Some(tp) = keys.into_iter().next() {
+                    let mut found: Option<(TopicPartition, CompletedFetch)> = None;
+                    if let Some(tp) = next {
                         if let Some(cf) = st.parts.get_mut(&tp).and_then(|p| p.buffer.pop_front()) {
                             found = Some((tp.clone(), cf));
                         }
-                        st.cursor = Some(tp);
+                        if st.cursor.as_ref() != Some(&tp) {
+                            st.cursor = Some(tp);
+                        }
                     }
                     found
                 }
@@ -564,20 +564,7 @@ impl Consumer {
 
     /// Commits the positions of every assigned partition: everything handed out so far.
     pub async fn commit(&self) -> Result<()> {
-        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = {
-            let st = self.shared.lock();
-            st.parts
-                .iter()
-                .filter_map(|(tp, p)| {
-                    p.position.map(|pos| {
-                        (
-                            tp.clone(),
-                            OffsetAndMetadata { offset: pos.offset, leader_epoch: pos.leader_epoch, metadata: None },
-                        )
-                    })
-                })
-                .collect()
-        };
+        let offsets = self.consumed_offsets_now();
         self.commit_offsets(offsets).await
     }
 
@@ -589,20 +576,7 @@ impl Consumer {
 
     /// Commits the current positions in the background; the handle resolves to the outcome.
     pub fn commit_async(&self) -> CommitHandle {
-        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = {
-            let st = self.shared.lock();
-            st.parts
-                .iter()
-                .filter_map(|(tp, p)| {
-                    p.position.map(|pos| {
-                        (
-                            tp.clone(),
-                            OffsetAndMetadata { offset: pos.offset, leader_epoch: pos.leader_epoch, metadata: None },
-                        )
-                    })
-                })
-                .collect()
-        };
+        let offsets = self.consumed_offsets_now();
         let shared = self.shared.clone();
         CommitHandle(tokio::spawn(async move {
             let group =
@@ -874,20 +848,10 @@ impl Consumer {
         result
     }
 
-    /// Positions of everything handed out (at close, the application is done with all).
+    /// Positions of everything handed out (for `commit`, and at close, when the application
+    /// is done with all).
     fn consumed_offsets_now(&self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
-        let st = self.shared.lock();
-        st.parts
-            .iter()
-            .filter_map(|(tp, p)| {
-                p.position.map(|pos| {
-                    (
-                        tp.clone(),
-                        OffsetAndMetadata { offset: pos.offset, leader_epoch: pos.leader_epoch, metadata: None },
-                    )
-                })
-            })
-            .collect()
+        offsets(&self.shared.lock(), |p| p.position)
     }
 
     fn shutdown(&self) {
@@ -920,10 +884,18 @@ impl Drop for InPoll<'_> {
 }
 
 fn consumed_offsets(st: &State) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+    offsets(st, |p| p.consumed(st.call))
+}
+
+/// The offsets to commit for every assigned partition, from the position `pick` chooses.
+fn offsets(
+    st: &State,
+    pick: impl Fn(&state::PartState) -> Option<Position>,
+) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
     st.parts
         .iter()
         .filter_map(|(tp, p)| {
-            p.consumed(st.call).map(|pos| {
+            pick(p).map(|pos| {
                 (tp.clone(), OffsetAndMetadata { offset: pos.offset, leader_epoch: pos.leader_epoch, metadata: None })
             })
         })
