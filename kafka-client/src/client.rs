@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
-use kafka_protocol::ApiKey;
+use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest, MetadataResponse};
+use kafka_protocol::{ApiKey, ErrorCode};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::sync::{watch, Notify};
@@ -211,6 +211,53 @@ impl Client {
     /// An open connection to any broker, for requests any broker can answer.
     pub async fn any_connection(&self) -> Result<Connection> {
         any_connection(&self.inner).await
+    }
+
+    /// Finds the coordinator of `key` (FindCoordinator, asked of any broker; `key_type` 0 for
+    /// a consumer group, 1 for a transactional id) and opens a connection of its own to it,
+    /// which the caller keeps until the coordinator moves.
+    ///
+    /// Errors are the broker's (`COORDINATOR_NOT_AVAILABLE` while the coordinator is being
+    /// elected, for example) or the transport's; the caller decides whether to retry.
+    pub async fn coordinator_connection(&self, key: &str, key_type: i8) -> Result<Connection> {
+        let any = self.any_connection().await?;
+        let version = any.version(ApiKey::FindCoordinator, 0)?;
+        if key_type != 0 && version < 1 {
+            return Err(Error::UnsupportedVersion {
+                api: ApiKey::FindCoordinator,
+                broker: any.address().to_string(),
+                detail: "transaction coordinators need FindCoordinator v1".to_owned(),
+            });
+        }
+        let request = if version >= 4 {
+            FindCoordinatorRequest { key_type, coordinator_keys: vec![key.to_owned()], ..Default::default() }
+        } else {
+            FindCoordinatorRequest { key: key.to_owned(), key_type, ..Default::default() }
+        };
+        let response = any.request_at(&request, version).await?;
+        let (code, node_id, host, port, message) = if version >= 4 {
+            match response.coordinators.into_iter().next() {
+                Some(c) => (ErrorCode::from_code(c.error_code), c.node_id, c.host, c.port, c.error_message),
+                None => (ErrorCode::CoordinatorNotAvailable, -1, String::new(), 0, None),
+            }
+        } else {
+            (
+                ErrorCode::from_code(response.error_code),
+                response.node_id,
+                response.host,
+                response.port,
+                response.error_message,
+            )
+        };
+        if code != ErrorCode::None {
+            return Err(Error::kafka(code, message));
+        }
+        let port = u16::try_from(port)
+            .map_err(|_| Error::kafka(ErrorCode::CoordinatorNotAvailable, Some(format!("bad port {port}"))))?;
+        let address = BrokerAddress { node_id, host, port };
+        let c = conn::connect(&address, &self.inner.config).await?;
+        tracing::debug!(key, key_type, coordinator = %address, "coordinator found");
+        Ok(c)
     }
 
     /// Stops the background task and closes every connection.

@@ -193,9 +193,13 @@ pub struct ProducerConfig {
     pub retries: u32,
     /// `partitioner.ignore.keys`, default false: partition keyed records like unkeyed ones.
     pub partitioner_ignore_keys: bool,
-    /// `transactional.id`: reserved for transactions (a later release); setting it is an
-    /// error for now.
+    /// `transactional.id`, default none: enables transactions (and requires idempotence). Each
+    /// running instance of an application needs its own, stable across restarts: a new
+    /// producer with the same id fences the old one.
     pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`, default 60 s: how long the transaction coordinator lets a
+    /// transaction stay open before it aborts it.
+    pub transaction_timeout: Duration,
     acks_set: bool,
     idempotence_set: bool,
     retries_set: bool,
@@ -220,6 +224,7 @@ impl Default for ProducerConfig {
             retries: i32::MAX as u32,
             partitioner_ignore_keys: false,
             transactional_id: None,
+            transaction_timeout: Duration::from_millis(60_000),
             acks_set: false,
             idempotence_set: false,
             retries_set: false,
@@ -293,7 +298,10 @@ impl ProducerConfig {
                 self.retries_set = true;
             }
             "partitioner.ignore.keys" => self.partitioner_ignore_keys = parse_bool(key, value)?,
-            "transactional.id" => self.transactional_id = Some(value.to_owned()),
+            "transactional.id" => {
+                self.transactional_id = if value.is_empty() { None } else { Some(value.to_owned()) };
+            }
+            "transaction.timeout.ms" => self.transaction_timeout = parse_ms(key, value, 1)?,
             _ => return Err(config_error(key, "unknown producer setting")),
         }
         Ok(self)
@@ -386,6 +394,18 @@ impl ProducerConfig {
         self
     }
 
+    /// `transactional.id` (see the field).
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
+
+    /// `transaction.timeout.ms`.
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = timeout;
+        self
+    }
+
     /// `retry.backoff.ms`.
     pub fn retry_backoff(mut self, backoff: Duration) -> Self {
         self.client.retry_backoff = backoff;
@@ -398,7 +418,14 @@ impl ProducerConfig {
     pub fn validate(&mut self) -> Result<()> {
         self.client.validate()?;
         if self.transactional_id.is_some() {
-            return Err(config_error("transactional.id", "transactions are not supported by this version yet"));
+            if self.idempotence_set && !self.enable_idempotence {
+                return Err(config_error("enable.idempotence", "must be true when transactional.id is set"));
+            }
+            self.enable_idempotence = true;
+            self.idempotence_set = true;
+            if i32::try_from(self.transaction_timeout.as_millis()).is_err() {
+                return Err(config_error("transaction.timeout.ms", "must fit a 32-bit number of milliseconds"));
+            }
         }
         if self.enable_idempotence {
             let conflict = if self.acks != Acks::All {

@@ -148,6 +148,19 @@ pub enum Error {
     /// another member; their records since the last commit may be delivered again there.
     #[error("commit failed: {0}")]
     CommitFailed(String),
+    /// A call does not fit the producer's transaction state (for example `send` outside a
+    /// transaction, `commit_transaction` twice, `begin_transaction` while one is open). Nothing
+    /// was changed.
+    #[error("transaction state: {0}")]
+    TransactionState(String),
+    /// The current transaction cannot commit because of an earlier failure (named here): call
+    /// `abort_transaction`, after which the next transaction can begin.
+    #[error("the transaction must be aborted: {0}")]
+    TransactionAbortable(Box<Error>),
+    /// The record was still waiting to be sent when its transaction was aborted: it was never
+    /// written.
+    #[error("the transaction was aborted before the record was sent")]
+    TransactionAborted,
     /// A record was not delivered (so that `send(..).await?.await?` works with this type).
     #[error(transparent)]
     Delivery(Box<DeliveryError>),

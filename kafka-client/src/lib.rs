@@ -42,7 +42,10 @@ pub mod producer;
 
 pub use client::Client;
 pub use config::{Acks, ClientConfig, ProducerConfig};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, RebalanceListener, TopicPartition};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, OffsetAndMetadata, RebalanceListener,
+    TopicPartition,
+};
 pub use error::{DeliveryError, Error, Persistence, Result};
 pub use kafka_protocol::compression::Compression;
 pub use producer::{DeliveryFuture, Header, Partitioner, Producer, ProducerRecord, RecordMetadata};

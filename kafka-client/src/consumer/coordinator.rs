@@ -18,8 +18,7 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::{ApiKey, ErrorCode};
 use tokio::sync::{oneshot, Notify};
@@ -29,7 +28,7 @@ use super::assignor::{self, Assignor, MemberSubscription, RebalanceProtocol, Sub
 use super::state::{AppTask, Need, Subscription};
 use super::{Shared, TopicPartition};
 use crate::client::lock;
-use crate::conn::{self, BrokerAddress, Connection};
+use crate::conn::Connection;
 use crate::error::{Error, Result};
 
 /// An offset to commit, with optional metadata.
@@ -112,36 +111,7 @@ impl Group {
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let any = shared.client.any_connection().await?;
-        let version = any.version(ApiKey::FindCoordinator, 0)?;
-        let request = if version >= 4 {
-            FindCoordinatorRequest { key_type: 0, coordinator_keys: vec![self.group_id.clone()], ..Default::default() }
-        } else {
-            FindCoordinatorRequest { key: self.group_id.clone(), key_type: 0, ..Default::default() }
-        };
-        let response = any.request_at(&request, version).await?;
-        let (code, node_id, host, port, message) = if version >= 4 {
-            match response.coordinators.into_iter().next() {
-                Some(c) => (ErrorCode::from_code(c.error_code), c.node_id, c.host, c.port, c.error_message),
-                None => (ErrorCode::CoordinatorNotAvailable, -1, String::new(), 0, None),
-            }
-        } else {
-            (
-                ErrorCode::from_code(response.error_code),
-                response.node_id,
-                response.host,
-                response.port,
-                response.error_message,
-            )
-        };
-        if code != ErrorCode::None {
-            return Err(Error::kafka(code, message));
-        }
-        let port = u16::try_from(port)
-            .map_err(|_| Error::kafka(ErrorCode::CoordinatorNotAvailable, Some(format!("bad port {port}"))))?;
-        let address = BrokerAddress { node_id, host, port };
-        let c = conn::connect(&address, &shared.client.config().clone()).await?;
-        tracing::debug!(group = %self.group_id, coordinator = %address, "coordinator found");
+        let c = shared.client.coordinator_connection(&self.group_id, 0).await?;
         *slot = Some(c.clone());
         Ok(c)
     }

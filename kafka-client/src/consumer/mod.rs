@@ -154,6 +154,19 @@ pub struct ConsumerGroupMetadata {
     pub group_instance_id: Option<String>,
 }
 
+impl ConsumerGroupMetadata {
+    /// Only a group id (no generation or member): the coordinator then cannot fence a
+    /// zombie member (KIP-447's check is skipped); prefer [`Consumer::group_metadata`].
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}
+
 /// State shared by the consumer handle and its tasks.
 pub(crate) struct Shared {
     pub config: ConsumerConfig,

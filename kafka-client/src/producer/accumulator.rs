@@ -147,6 +147,9 @@ pub(crate) struct PartitionState {
     pub next_sequence: i32,
     /// The producer epoch `next_sequence` belongs to.
     pub sequence_epoch: i16,
+    /// The partition was added to the current transaction (AddPartitionsToTxn succeeded):
+    /// its batches may be sent.
+    pub txn_added: bool,
     next_ordinal: u64,
 }
 

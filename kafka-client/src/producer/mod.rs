@@ -34,6 +34,7 @@ mod accumulator;
 mod batch;
 mod partitioner;
 mod sender;
+mod txn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -142,6 +143,8 @@ pub(crate) struct Inner {
     pub abort: AtomicBool,
     pub finished: Notify,
     pub finished_flag: AtomicBool,
+    /// The transaction state (a `transactional.id` is set).
+    pub txn: Option<txn::Txn>,
 }
 
 impl Inner {
@@ -231,9 +234,11 @@ impl Producer {
             options: BatchOptions {
                 compression: config.compression,
                 compression_level: config.compression_level,
+                transactional: config.transactional_id.is_some(),
                 ..Default::default()
             },
         };
+        let txn = config.transactional_id.clone().map(|id| txn::Txn::new(id, config.transaction_timeout));
         let inner = Arc::new(Inner {
             acc: Accumulator::new(settings, config.buffer_memory),
             config,
@@ -246,6 +251,7 @@ impl Producer {
             abort: AtomicBool::new(false),
             finished: Notify::new(),
             finished_flag: AtomicBool::new(false),
+            txn,
         });
         tokio::spawn(sender::run(inner.clone()));
         Ok(Producer { _handle: Arc::new(HandleGuard(inner.clone())), inner })
@@ -281,6 +287,22 @@ impl Producer {
         if let Some(e) = inner.fatal() {
             return Err(e);
         }
+        if let Some(txn) = &inner.txn {
+            txn::Txn::check_send(&txn.read())?;
+        }
+        let r = self.send_inner(record).await;
+        if let (Some(txn), Err(e)) = (&inner.txn, &r) {
+            // As in Java: a record that could not even be queued leaves the transaction
+            // incomplete, so it can only abort (unless the call was refused by the state).
+            if !matches!(e, Error::TransactionState(_) | Error::TransactionAbortable(_)) {
+                txn.set_abortable(e.clone(), false);
+            }
+        }
+        r
+    }
+
+    async fn send_inner(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
+        let inner = &*self.inner;
         let config = &inner.config;
         // The record's encoded size (an upper bound); with the batch header, what a batch
         // holding only this record takes.
@@ -312,7 +334,18 @@ impl Producer {
             Err(TryAcquireError::Closed) => return Err(Error::Closed("producer")),
         }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        match inner.acc.append(&queue, timestamp, record.key, record.value, &record.headers, size) {
+        // A transactional record is appended under the state's read lock: commit and abort
+        // change the state under the write lock, so no record can join a transaction after
+        // its flush began.
+        let txn_state = inner.txn.as_ref().map(|t| t.read());
+        if let Some(Err(e)) = txn_state.as_ref().map(|st| txn::Txn::check_send(st)) {
+            drop(txn_state);
+            inner.acc.memory.add_permits(size);
+            return Err(e);
+        }
+        let appended = inner.acc.append(&queue, timestamp, record.key, record.value, &record.headers, size);
+        drop(txn_state);
+        match appended {
             Ok((future, wake)) => {
                 if wake {
                     inner.wake.notify_one();

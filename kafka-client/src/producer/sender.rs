@@ -49,6 +49,8 @@ enum Done {
     Produce(RequestDone),
     ProducerId(Result<(i64, i16)>),
     Connected(i32, Result<Connection>),
+    /// AddPartitionsToTxn finished: each partition's outcome, or the whole request's error.
+    PartitionsAdded(Vec<Arc<PartitionQueue>>, Result<Vec<(Arc<PartitionQueue>, ErrorCode)>>),
 }
 
 struct RequestDone {
@@ -76,6 +78,8 @@ struct Sender {
     drain_start: usize,
     bump_pending: bool,
     idempotent: bool,
+    /// An AddPartitionsToTxn of this sender is in flight.
+    adding: bool,
 }
 
 /// Runs until the producer is closed (or dropped) and everything it accepted has an outcome.
@@ -95,6 +99,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         drain_start: 0,
         bump_pending: false,
         idempotent,
+        adding: false,
     };
     loop {
         let now = Instant::now();
@@ -103,7 +108,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             break;
         }
         s.expire(now);
-        if s.idempotent && s.producer_id < 0 && !s.init_running && s.has_work() {
+        if s.inner.txn.is_some() {
+            s.sync_transaction();
+        } else if s.idempotent && s.producer_id < 0 && !s.init_running && s.has_work() {
             s.start_init();
         }
         s.maybe_bump();
@@ -120,6 +127,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 Ok(Done::Produce(d)) => s.handle(d),
                 Ok(Done::ProducerId(r)) => s.producer_id_done(r),
                 Ok(Done::Connected(node, r)) => s.connected(node, r),
+                Ok(Done::PartitionsAdded(parts, r)) => s.partitions_added(parts, r),
                 Err(e) => tracing::error!(error = %e, "producer request task failed"),
             },
             r = metadata.changed() => {
@@ -149,6 +157,109 @@ impl Sender {
                 st.open.is_some() || !st.queue.is_empty() || st.in_flight > 0
             })
         })
+    }
+
+    /// Transactional producers get their producer id and epoch from the transaction state
+    /// (init_transactions, and the bump after an abort), and fail their queued batches while
+    /// an abort is under way.
+    fn sync_transaction(&mut self) {
+        let inner = self.inner.clone();
+        let Some(txn) = &inner.txn else { return };
+        let (producer_id, epoch, abort, fatal) = {
+            let st = txn.read();
+            (
+                st.producer_id,
+                st.epoch,
+                (st.abort_requested > st.abort_drained).then_some(st.abort_requested),
+                st.fatal.clone(),
+            )
+        };
+        if (producer_id, epoch) != (self.producer_id, self.epoch) && self.in_flight_total() == 0 {
+            self.producer_id = producer_id;
+            self.epoch = epoch;
+            if producer_id >= 0 {
+                self.reset_sequences();
+            }
+        }
+        if let Some(e) = fatal {
+            self.fail_everything(e);
+        }
+        if let Some(requested) = abort {
+            // No record can be appended while the abort waits for this (the state is
+            // Aborting), so only the aborted transaction's records are failed.
+            self.fail_everything(Error::TransactionAborted);
+            txn.write().abort_drained = requested;
+            txn.changed.notify_waiters();
+        }
+    }
+
+    /// Adds `parts` to the transaction (one request at a time; the partitions that arrive
+    /// meanwhile wait for the next one).
+    fn start_add_partitions(&mut self, parts: Vec<Arc<PartitionQueue>>) {
+        let Some(txn) = &self.inner.txn else { return };
+        self.adding = true;
+        txn.write().adding += 1;
+        let inner = self.inner.clone();
+        let producer = (self.producer_id, self.epoch);
+        self.requests.spawn(async move {
+            let r = match &inner.txn {
+                Some(txn) => txn.add_partitions(&inner, producer, &parts).await,
+                None => Err(Error::TransactionState("not transactional".to_owned())),
+            };
+            Done::PartitionsAdded(parts, r)
+        });
+    }
+
+    fn partitions_added(&mut self, parts: Vec<Arc<PartitionQueue>>, r: Result<Vec<(Arc<PartitionQueue>, ErrorCode)>>) {
+        self.adding = false;
+        let inner = self.inner.clone();
+        let Some(txn) = inner.txn.as_ref() else { return };
+        let outcomes: Vec<(Arc<PartitionQueue>, Option<Error>)> = match r {
+            Ok(results) => results
+                .into_iter()
+                .map(|(p, code)| {
+                    let e = code.err().map(|c| {
+                        Error::kafka(c, Some(format!("adding {}-{} to the transaction", p.topic, p.partition)))
+                    });
+                    (p, e)
+                })
+                .collect(),
+            Err(e) => parts.into_iter().map(|p| (p, Some(e.clone()))).collect(),
+        };
+        let mut added_any = false;
+        for (p, e) in outcomes {
+            match e {
+                None => {
+                    p.lock().txn_added = true;
+                    added_any = true;
+                }
+                // Another partition's failure: this one was not tried.
+                Some(e) if e.code() == Some(ErrorCode::OperationNotAttempted) => {}
+                Some(e) => {
+                    tracing::debug!(topic = %p.topic, partition = p.partition, error = %e, "partition not added to the transaction");
+                    if e.code().is_some_and(super::txn::is_fatal) {
+                        txn.set_fatal(e.clone());
+                        self.inner.set_fatal(e.clone());
+                    } else {
+                        txn.set_abortable(e.clone(), false);
+                    }
+                    let batches: Vec<QueuedBatch> = {
+                        let mut st = p.lock();
+                        st.close_open();
+                        st.queue.drain(..).collect()
+                    };
+                    for b in batches {
+                        self.fail(&p, b, e.clone());
+                    }
+                }
+            }
+        }
+        {
+            let mut st = txn.write();
+            st.adding = st.adding.saturating_sub(1);
+            st.started |= added_any;
+        }
+        txn.changed.notify_waiters();
     }
 
     fn start_init(&mut self) {
@@ -291,7 +402,11 @@ impl Sender {
     /// Completes a batch with an error; a batch that had a sequence leaves a gap, so the
     /// epoch must be bumped before the partition can go on.
     fn fail(&mut self, p: &PartitionQueue, b: QueuedBatch, error: Error) {
-        if b.has_sequence() {
+        if let Some(txn) = &self.inner.txn {
+            // The transaction can no longer commit; a sequence gap needs a new epoch, which
+            // the abort gets from the coordinator.
+            txn.set_abortable(error.clone(), b.has_sequence());
+        } else if b.has_sequence() {
             self.bump_pending = true;
         }
         let persistence = if b.ambiguous { Persistence::PossiblyPersisted } else { Persistence::NotPersisted };
@@ -382,6 +497,8 @@ impl Sender {
         let max_in_flight = config.max_in_flight.max(1);
         let mut per_node: HashMap<i32, (Vec<Drained>, usize)> = HashMap::new();
         let mut want_metadata = false;
+        let transactional = self.inner.txn.is_some();
+        let mut to_add: Vec<Arc<PartitionQueue>> = Vec::new();
         let mut all = Vec::new();
         for t in self.inner.acc.topics() {
             if let Some(tm) = metadata.topic(&t.name) {
@@ -409,6 +526,12 @@ impl Sender {
                     } else {
                         next = next.min(due);
                     }
+                }
+                if transactional && !st.txn_added && can_send && (st.open.is_some() || !st.queue.is_empty()) {
+                    // Added before its first batch is sent (and as soon as it has a record,
+                    // so that lingering and adding overlap).
+                    to_add.push(p.clone());
+                    continue;
                 }
                 if st.queue.is_empty() || !can_send {
                     continue;
@@ -474,6 +597,9 @@ impl Sender {
         }
         if want_metadata {
             self.inner.client.request_refresh();
+        }
+        if !to_add.is_empty() && !self.adding {
+            self.start_add_partitions(to_add);
         }
         for (node, (batches, _)) in per_node {
             self.send(node, batches);
@@ -550,7 +676,7 @@ impl Sender {
         let config = &self.inner.config;
         let acks = config.acks;
         let request = ProduceRequest {
-            transactional_id: None,
+            transactional_id: self.inner.txn.as_ref().map(|t| t.id.clone()),
             acks: acks.wire(),
             timeout_ms: i32::try_from(config.client.request_timeout.as_millis()).unwrap_or(i32::MAX),
             topic_data: topics,
@@ -673,6 +799,15 @@ impl Sender {
                     );
                     self.retry_or_fail(&p, b, Error::kafka(code, message), false, now);
                 }
+                _ if self.inner.txn.is_some() && super::txn::is_fatal(code) => {
+                    let e = Error::kafka(code, message);
+                    if let Some(txn) = &self.inner.txn {
+                        txn.set_fatal(e.clone());
+                    }
+                    self.inner.set_fatal(e.clone());
+                    p.lock().in_flight -= 1;
+                    self.fail(&p, b, e);
+                }
                 _ => {
                     // Not retriable. If an earlier attempt had an unknown outcome, it may still
                     // have been written (some checks, such as timestamps against the broker's
@@ -717,8 +852,19 @@ impl Sender {
         message: Option<String>,
         now: Instant,
     ) {
-        self.bump_pending = true;
         let error = Error::kafka(code, message);
+        if let Some(txn) = &self.inner.txn {
+            // Inside a transaction these end it: a fenced epoch ends the producer; a lost
+            // sequence makes the transaction abortable, and the abort bumps the epoch.
+            p.lock().in_flight -= 1;
+            if code == ErrorCode::InvalidProducerEpoch || code == ErrorCode::ProducerFenced {
+                txn.set_fatal(error.clone());
+                self.inner.set_fatal(error.clone());
+            }
+            self.fail(p, b, error);
+            return;
+        }
+        self.bump_pending = true;
         tracing::debug!(topic = %p.topic, partition = p.partition, %error, sequence = b.producer.base_sequence,
             epoch = b.producer.producer_epoch, ambiguous = b.ambiguous, attempts = b.attempts, "sequence error");
         if b.ambiguous && code != ErrorCode::OutOfOrderSequenceNumber {
