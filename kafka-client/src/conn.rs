@@ -130,8 +130,17 @@ struct Shared {
 }
 
 impl Shared {
-    /// Closes the connection (once): fails every request in flight with `error`.
+    /// Closes the connection (once): fails every request in flight with `error`. A protocol
+    /// error becomes a disconnection for them: the stream could not be trusted, but the
+    /// requests themselves were fine, and a retry on a new connection may succeed (the
+    /// caller whose response failed to decode gets the protocol error itself).
     fn close(&self, error: Error) {
+        let error = match error {
+            Error::Protocol { broker, source } => {
+                Error::Disconnected { broker, reason: format!("closed after a protocol error: {source}") }
+            }
+            other => other,
+        };
         let drained: Vec<Pending> = {
             let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
             if closed.is_some() {

@@ -1,8 +1,13 @@
 //! Support for the cross-crate integration tests: reading a partition back with plain Fetch
 //! requests (independent of the consumer under test), unique record values, and the checker
-//! that turns what was sent and what was read into figures (lost, duplicates, reordered...).
+//! that turns what was sent and what was read into figures (lost, duplicates, reordered...),
+//! and the reliability scenarios built on it.
 
-use std::collections::HashMap;
+pub mod checker;
+pub mod scenario;
+
+pub use checker::{Checker, Figures, Outcome};
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -151,88 +156,4 @@ pub fn unique_value(seq: u64, pad: usize) -> Vec<u8> {
 /// The sequence number a value produced by [`unique_value`] carries.
 pub fn seq_of(value: &[u8]) -> Option<u64> {
     value.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
-}
-
-/// What the producer reported for one record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sent {
-    /// The record's sequence number (its value carries it).
-    pub seq: u64,
-    /// The partition it was appended to.
-    pub partition: i32,
-    /// The outcome: `Some(offset)` when acknowledged, `None` when the producer reported a
-    /// failure.
-    pub offset: Option<i64>,
-    /// For failures: whether the producer said it may be in the log.
-    pub possibly_persisted: bool,
-}
-
-/// The figures of RELIABILITY.md for one run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Figures {
-    /// Records handed to the producer.
-    pub sent: usize,
-    /// Records the producer reported delivered.
-    pub acked: usize,
-    /// Failures reported as not persisted.
-    pub not_persisted: usize,
-    /// Failures reported as possibly persisted.
-    pub possibly_persisted: usize,
-    /// Acknowledged records missing from the log, plus not-persisted ones found in it.
-    pub lost: usize,
-    /// Extra copies of a record in the log.
-    pub duplicates: usize,
-    /// Records that appear in a partition before a record sent earlier to it.
-    pub reordered: usize,
-    /// Acknowledged records stored at another offset than the one reported.
-    pub offset_mismatches: usize,
-    /// Records found in a partition other than the reported one.
-    pub misplaced: usize,
-}
-
-/// Compares what the producer reported with what the log holds.
-pub fn check(sent: &[Sent], log: &[Vec<ReadRecord>]) -> Figures {
-    let mut f = Figures { sent: sent.len(), ..Default::default() };
-    let mut found: HashMap<u64, (i32, i64)> = HashMap::new();
-    for (p, records) in log.iter().enumerate() {
-        let mut last: Option<u64> = None;
-        for r in records {
-            let Some(seq) = r.value.as_deref().and_then(seq_of) else { continue };
-            if found.insert(seq, (p as i32, r.offset)).is_some() {
-                f.duplicates += 1;
-            }
-            if last.is_some_and(|l| seq < l) {
-                f.reordered += 1;
-            }
-            last = Some(seq);
-        }
-    }
-    for s in sent {
-        match (s.offset, found.get(&s.seq)) {
-            (Some(offset), Some((p, o))) => {
-                f.acked += 1;
-                if *p != s.partition {
-                    f.misplaced += 1;
-                } else if *o != offset && offset >= 0 {
-                    f.offset_mismatches += 1;
-                }
-            }
-            (Some(_), None) => {
-                f.acked += 1;
-                f.lost += 1;
-            }
-            (None, found_in_log) => {
-                if s.possibly_persisted {
-                    f.possibly_persisted += 1;
-                } else {
-                    f.not_persisted += 1;
-                    if found_in_log.is_some() {
-                        // Reported as not written, yet written: the report was wrong.
-                        f.lost += 1;
-                    }
-                }
-            }
-        }
-    }
-    f
 }

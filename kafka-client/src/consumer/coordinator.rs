@@ -457,7 +457,13 @@ async fn run_on_app(shared: &Shared, make: impl FnOnce(oneshot::Sender<()>) -> A
 
 /// Partitions lost (fenced, expired): the listener hears of it, nothing is committed.
 async fn lose_all(shared: &Shared, group: &Group, owned: &mut BTreeSet<TopicPartition>) {
-    *lock(&group.member) = Member { member_id: lock(&group.member).member_id.clone(), ..Member::default() };
+    // One guard: the right-hand side's temporary guard would live to the end of the
+    // statement, and locking again for the assignment would deadlock on the std mutex.
+    {
+        let mut member = lock(&group.member);
+        let member_id = std::mem::take(&mut member.member_id);
+        *member = Member { member_id, ..Member::default() };
+    }
     if owned.is_empty() {
         return;
     }
