@@ -3,7 +3,7 @@
 # librdkafka (perf/rdkafka-perf), same bundled broker binary, alternating A B A B, median of
 # per-pair ratios (docs: /work/shared/docs/PERFORMANCE.md, perf/README.md).
 #
-# usage: perf/compare.sh [WORKLOAD ...]      workloads: P100 P1K PZ-lz4 PZ-zstd C100 (default: all)
+# usage: perf/compare.sh [WORKLOAD ...]      workloads: P100 P1K PZ-lz4 PZ-zstd C100 TXN (default: all)
 # env:   PAIRS=3            A B pairs per workload (at least 3 for a reportable figure)
 #        RECORDS_SCALE=1    multiplies every record count (e.g. 0.1 for a quick run)
 #        SKIP_BUILD=1       use the binaries already built
@@ -30,7 +30,7 @@ OURS="$TARGET_DIR/release/kafka-perf"
 THEIRS="$ROOT/perf/rdkafka-perf/target/release/rdkafka-perf"
 BROKER="$TARGET_DIR/release/kafka-broker"
 
-ALL_WORKLOADS=(P100 P1K PZ-lz4 PZ-zstd C100)
+ALL_WORKLOADS=(P100 P1K PZ-lz4 PZ-zstd C100 TXN)
 
 # The prefill of the consumer workloads: P100's producer settings, with kafka-perf.
 PREFILL_FLAGS="--acks all --idempotence true --batch-size 1048576 --linger-ms 5 --compression none"
@@ -44,6 +44,7 @@ workload_spec() {
         P1K) echo "500000 1024 16 acks=all, idempotent, linger 1 ms, batch 1 MiB, no compression|$common --linger-ms 1 --compression none" ;;
         PZ-lz4) echo "2000000 100 6 P100 with lz4 (default level)|$common --linger-ms 5 --compression lz4" ;;
         PZ-zstd) echo "2000000 100 6 P100 with zstd level 3|$common --linger-ms 5 --compression zstd --producer-property compression.level=3" ;;
+        TXN) echo "200000 100 6 2,000 transactions of 100 records, each committed (transactions/s = records/s / 100)|$common --linger-ms 5 --compression none --transactional-id perf-txn --transaction-records 100 --producer-property delivery.timeout.ms=60000" ;;
         C100) echo "2000000 100 6 prefilled by kafka-perf (P100 settings), group consumer from earliest, check.crcs=true|consume" ;;
         *) return 1 ;;
     esac

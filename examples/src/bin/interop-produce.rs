@@ -10,6 +10,10 @@
 //! ```text
 //! interop-produce --bootstrap-server 127.0.0.1:9092 --topic-prefix interop --records 1000 --base-timestamp 1700000000000
 //! ```
+//!
+//! With `--transactions N` it instead writes N transactions of 10 records each (values
+//! `ours-{t}-{i}`) to topic `<prefix>` with transactional id `<prefix>-writer`, aborting every
+//! third (t % 3 == 2), for `tests/interop/transactions_interop.py`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,6 +25,7 @@ async fn main() -> ExitCode {
     let mut bootstrap = None;
     let mut prefix = "interop".to_owned();
     let mut records = 1000u64;
+    let mut transactions = None;
     let mut base: i64 =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let mut args = std::env::args().skip(1);
@@ -31,6 +36,7 @@ async fn main() -> ExitCode {
             ("--topic-prefix", Some(v)) => prefix = v,
             ("--records", Some(v)) => records = v.parse().unwrap_or(records),
             ("--base-timestamp", Some(v)) => base = v.parse().unwrap_or(base),
+            ("--transactions", Some(v)) => transactions = v.parse::<u64>().ok(),
             _ => {
                 eprintln!("usage: interop-produce --bootstrap-server HOST:PORT [--topic-prefix P] [--records N] [--base-timestamp MS]");
                 return ExitCode::from(2);
@@ -41,7 +47,11 @@ async fn main() -> ExitCode {
         eprintln!("--bootstrap-server is required");
         return ExitCode::from(2);
     };
-    match run(&bootstrap, &prefix, records, base).await {
+    let outcome = match transactions {
+        Some(n) => run_transactions(&bootstrap, &prefix, n).await,
+        None => run(&bootstrap, &prefix, records, base).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("interop-produce: {e}");
@@ -72,5 +82,28 @@ async fn run(bootstrap: &str, prefix: &str, records: u64, base: i64) -> Result<(
         producer.close(Duration::from_secs(10)).await?;
         println!("produced {records} records to {topic}");
     }
+    Ok(())
+}
+
+async fn run_transactions(bootstrap: &str, topic: &str, transactions: u64) -> Result<(), Box<dyn std::error::Error>> {
+    kafka_examples::perf::create_topic(bootstrap, topic, 2).await?;
+    let producer = Producer::new(ProducerConfig::new(bootstrap).transactional_id(format!("{topic}-writer")))?;
+    producer.init_transactions().await?;
+    for t in 0..transactions {
+        producer.begin_transaction()?;
+        for i in 0..10 {
+            let value = format!("ours-{t}-{i}");
+            let key = format!("k{i}");
+            drop(producer.send(ProducerRecord::new(topic).key(&key).value(&value)).await?);
+        }
+        if t % 3 == 2 {
+            producer.flush().await?;
+            producer.abort_transaction().await?;
+        } else {
+            producer.commit_transaction().await?;
+        }
+    }
+    producer.close(Duration::from_secs(10)).await?;
+    println!("wrote {transactions} transactions to {topic}");
     Ok(())
 }

@@ -39,6 +39,8 @@ PRODUCE OPTIONS:
     --compression CODEC         none, gzip, snappy, lz4 or zstd (default none)
     --idempotence true|false    (default true)
     --producer-property K=V     any producer setting by its Java name (repeatable)
+    --transactional-id ID       send in transactions (workload TXN); RESULT adds transactions_per_s
+    --transaction-records N     records per transaction, each committed (default 100)
 
 CONSUME OPTIONS:
     --group G                   group id (default: a fresh unique one, so everything is read)
@@ -58,6 +60,8 @@ struct Args {
     record_size: usize,
     partitions: i32,
     properties: Vec<(String, String)>,
+    /// Records per transaction (a transactional id is set).
+    transaction_records: Option<u64>,
 }
 
 struct ConsumeArgs {
@@ -133,6 +137,7 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
     let mut records = None;
     let mut record_size = None;
     let mut partitions = 6;
+    let mut transaction_records = None;
     let mut properties = vec![
         ("acks".to_owned(), "all".to_owned()),
         ("linger.ms".to_owned(), "5".to_owned()),
@@ -153,6 +158,17 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
             "--batch-size" => properties.push(("batch.size".into(), value()?)),
             "--compression" => properties.push(("compression.type".into(), value()?)),
             "--idempotence" => properties.push(("enable.idempotence".into(), value()?)),
+            "--transactional-id" => {
+                properties.push(("transactional.id".into(), value()?));
+                transaction_records.get_or_insert(100);
+            }
+            "--transaction-records" => {
+                let n: u64 = value()?.parse().map_err(|_| "--transaction-records: expected a number")?;
+                if n == 0 {
+                    return Err("--transaction-records must be at least 1".to_owned());
+                }
+                transaction_records = Some(n);
+            }
             "--producer-property" => {
                 let kv = value()?;
                 let (k, v) =
@@ -168,6 +184,8 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
         records: records.ok_or("--num-records is required")?,
         record_size: record_size.ok_or("--record-size is required")?,
         partitions,
+        transaction_records: transaction_records
+            .filter(|_| properties.iter().any(|(k, v)| k == "transactional.id" && !v.is_empty())),
         properties,
     }))
 }
@@ -241,11 +259,24 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         (acked, failed, first_error, latencies_us)
     });
 
+    if args.transaction_records.is_some() {
+        producer.init_transactions().await?;
+    }
+    let mut transactions = 0u64;
     let cpu_start = process_cpu_seconds();
     let start = Instant::now();
     let mut chunk = Vec::new();
     let mut sent_at = start;
     for i in 0..args.records {
+        if let Some(n) = args.transaction_records {
+            if i % n == 0 {
+                if i > 0 {
+                    producer.commit_transaction().await?;
+                    transactions += 1;
+                }
+                producer.begin_transaction()?;
+            }
+        }
         let value = pool.get((i % pool.len() as u64) as usize).map(Vec::as_slice).unwrap_or_default();
         let f = producer.send(ProducerRecord::new(&args.topic).value(value)).await?;
         // One clock reading per 16 records (a few microseconds apart at most).
@@ -262,6 +293,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let _ = tx.send(chunk);
     drop(tx);
+    if args.transaction_records.is_some() && args.records > 0 {
+        producer.commit_transaction().await?;
+        transactions += 1;
+    }
     producer.flush().await?;
     let (acked, failed, first_error, mut latencies) = collector.await?;
     let secs = start.elapsed().as_secs_f64();
@@ -280,8 +315,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         percentile(&latencies, 0.99) / 1000.0,
         ratio_in as f64 / ratio_out.max(1) as f64,
     );
+    let txn_figures = if args.transaction_records.is_some() {
+        format!(" transactions={transactions} transactions_per_s={:.1}", transactions as f64 / secs)
+    } else {
+        String::new()
+    };
     println!(
-        "RESULT client=kafka-sdk mode=produce records={acked} bytes={bytes} secs={secs:.3} records_per_s={:.0} mb_per_s={:.2} cpu_s={cpu:.3} cpu_ns_per_record={:.0} p50_ms={:.3} p99_ms={:.3} peak_rss_mb={:.1}",
+        "RESULT client=kafka-sdk mode=produce records={acked} bytes={bytes} secs={secs:.3} records_per_s={:.0} mb_per_s={:.2} cpu_s={cpu:.3} cpu_ns_per_record={:.0} p50_ms={:.3} p99_ms={:.3} peak_rss_mb={:.1}{txn_figures}",
         acked as f64 / secs,
         bytes as f64 / secs / 1e6,
         cpu * 1e9 / acked.max(1) as f64,

@@ -58,6 +58,8 @@ PRODUCE OPTIONS:
     --batch-size BYTES          (default 1048576)
     --compression CODEC         none, gzip, snappy, lz4 or zstd (default none)
     --idempotence true|false    (default true)
+    --transactional-id ID       send in transactions (workload TXN); RESULT adds transactions_per_s
+    --transaction-records N     records per transaction, each committed (default 100)
     --producer-property K=V     a producer setting by its Java name (translated to librdkafka's
                                 where the names differ) or any librdkafka property (repeatable)
 
@@ -78,6 +80,8 @@ struct Args {
     record_size: usize,
     partitions: i32,
     properties: Vec<(String, String)>,
+    /// Records per transaction (a transactional id is set).
+    transaction_records: Option<u64>,
 }
 
 struct ConsumeArgs {
@@ -147,6 +151,7 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
     let mut record_size = None;
     let mut partitions = 6;
     // The same defaults as kafka-perf, by their Java names.
+    let mut transaction_records = None;
     let mut properties = vec![
         ("acks".to_owned(), "all".to_owned()),
         ("linger.ms".to_owned(), "5".to_owned()),
@@ -167,6 +172,17 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
             "--batch-size" => properties.push(("batch.size".into(), value()?)),
             "--compression" => properties.push(("compression.type".into(), value()?)),
             "--idempotence" => properties.push(("enable.idempotence".into(), value()?)),
+            "--transactional-id" => {
+                properties.push(("transactional.id".into(), value()?));
+                transaction_records.get_or_insert(100);
+            }
+            "--transaction-records" => {
+                let n: u64 = value()?.parse().map_err(|_| "--transaction-records: expected a number")?;
+                if n == 0 {
+                    return Err("--transaction-records must be at least 1".to_owned());
+                }
+                transaction_records = Some(n);
+            }
             "--producer-property" => {
                 let kv = value()?;
                 let (k, v) =
@@ -189,6 +205,8 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
         records,
         record_size: record_size.ok_or("--record-size is required")?,
         partitions,
+        transaction_records: transaction_records
+            .filter(|_| properties.iter().any(|(k, v)| k == "transactional.id" && !v.is_empty())),
         properties,
     }))
 }
@@ -522,6 +540,60 @@ impl Prod {
         })
     }
 
+    fn init_transactions(&self) -> Result<(), String> {
+        let r = match self {
+            Prod::Threaded(p) => p.init_transactions(Duration::from_secs(60)),
+            Prod::Inline(p) => p.init_transactions(Duration::from_secs(60)),
+        };
+        r.map_err(|e| format!("init_transactions: {e}"))
+    }
+
+    fn begin_transaction(&self) -> Result<(), String> {
+        let r = match self {
+            Prod::Threaded(p) => p.begin_transaction(),
+            Prod::Inline(p) => p.begin_transaction(),
+        };
+        r.map_err(|e| format!("begin_transaction: {e}"))
+    }
+
+    /// `rd_kafka_commit_transaction` (which flushes first) on a helper thread while this
+    /// thread serves delivery reports, as in [`Prod::flush_until`]: with the event API a
+    /// commit on the serving thread would wait for reports nobody serves.
+    fn commit_transaction(&self) -> Result<(), String> {
+        let rk = self.native_ptr() as usize;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let committer = scope.spawn(|| {
+                // SAFETY: rd_kafka_commit_transaction is thread-safe and `rk` stays valid: the
+                // producer outlives this scope.
+                let e = unsafe {
+                    rdkafka::bindings::rd_kafka_commit_transaction(rk as *mut rdkafka::types::RDKafka, 60_000)
+                };
+                done.store(true, Ordering::Release);
+                e as usize
+            });
+            while !done.load(Ordering::Acquire) {
+                self.wait(Duration::from_millis(1));
+            }
+            match committer.join() {
+                Ok(0) => Ok(()),
+                Ok(e) => {
+                    let e = e as *mut rdkafka::bindings::rd_kafka_error_t;
+                    // SAFETY: a non-null error from librdkafka, read then destroyed once.
+                    let message = unsafe {
+                        let m = std::ffi::CStr::from_ptr(rdkafka::bindings::rd_kafka_error_string(e))
+                            .to_string_lossy()
+                            .into_owned();
+                        rdkafka::bindings::rd_kafka_error_destroy(e);
+                        m
+                    };
+                    Err(format!("commit_transaction: {message}"))
+                }
+                Err(_) => Err("commit thread panicked".to_owned()),
+            }
+        })
+    }
+
     fn context(&self) -> std::sync::Arc<Ctx> {
         match self {
             Prod::Threaded(p) => p.context().clone(),
@@ -559,9 +631,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // (after the bootstrap connection is replaced by the real broker's), so without this every
     // run would carry ~0.5 s of start-up in its throughput. kafka-perf has no such pause (its
     // start-up, a few ms, stays inside its clock), so this favours librdkafka slightly.
+    let transactional = args.transaction_records.is_some();
+    if transactional {
+        producer.init_transactions()?;
+        producer.begin_transaction()?;
+    }
     let warm_up = BaseRecord::<'_, (), [u8], usize>::with_opaque_to(&args.topic, WARM_UP).payload(pool[0].as_slice());
     producer.send(warm_up).map_err(|(e, _)| format!("warm-up send: {e}"))?;
     producer.flush_until(|| context.warm_up.lock().map(|w| w.is_some()).unwrap_or(true))?;
+    if transactional {
+        producer.commit_transaction()?;
+    }
     if let Some(Err(e)) = context.warm_up.lock().ok().and_then(|w| w.clone()) {
         return Err(format!("warm-up record failed: {e}").into());
     }
@@ -569,7 +649,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let cpu_start = process_cpu_seconds();
     let start = Instant::now();
     let mut queue_full_waits = 0u64;
+    let mut transactions = 0u64;
     for i in 0..args.records {
+        if let Some(n) = args.transaction_records {
+            if i % n == 0 {
+                if i > 0 {
+                    producer.commit_transaction()?;
+                    transactions += 1;
+                }
+                producer.begin_transaction()?;
+            }
+        }
         let value = &pool[(i % pool.len() as u64) as usize];
         let stamp = |i: u64| ((i << 32) | (context.start.elapsed().as_micros() as u64 & 0xffff_ffff)) as usize;
         let mut record: BaseRecord<'_, (), [u8], usize> =
@@ -590,6 +680,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if inline && i % 64 == 63 {
             producer.poll_now();
         }
+    }
+    if transactional && args.records > 0 {
+        producer.commit_transaction()?;
+        transactions += 1;
     }
     // Every record gets a report (success, or failure within message.timeout.ms).
     producer.flush_until(|| context.completed.load(Ordering::Acquire) >= args.records)?;
@@ -623,8 +717,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ratio_in as f64 / ratio_out.max(1) as f64,
         rdkafka::util::get_rdkafka_version().1,
     );
+    let txn_figures = if transactional {
+        format!(" transactions={transactions} transactions_per_s={:.1}", transactions as f64 / secs)
+    } else {
+        String::new()
+    };
     println!(
-        "RESULT client=librdkafka mode=produce records={acked} bytes={bytes} secs={secs:.3} records_per_s={:.0} mb_per_s={:.2} cpu_s={cpu:.3} cpu_ns_per_record={:.0} p50_ms={:.3} p99_ms={:.3} peak_rss_mb={:.1}",
+        "RESULT client=librdkafka mode=produce records={acked} bytes={bytes} secs={secs:.3} records_per_s={:.0} mb_per_s={:.2} cpu_s={cpu:.3} cpu_ns_per_record={:.0} p50_ms={:.3} p99_ms={:.3} peak_rss_mb={:.1}{txn_figures}",
         acked as f64 / secs,
         bytes as f64 / secs / 1e6,
         cpu * 1e9 / acked.max(1) as f64,
