@@ -599,7 +599,17 @@ impl Sender {
             self.inner.client.request_refresh();
         }
         if !to_add.is_empty() && !self.adding {
-            self.start_add_partitions(to_add);
+            // The epoch may have been bumped (an abort) since this round's sync: then the
+            // next round syncs first, so that partitions are never added under an old epoch.
+            let current = self.inner.txn.as_ref().map(|t| {
+                let st = t.read();
+                (st.producer_id, st.epoch)
+            });
+            if current == Some((self.producer_id, self.epoch)) {
+                self.start_add_partitions(to_add);
+            } else {
+                self.inner.wake.notify_one();
+            }
         }
         for (node, (batches, _)) in per_node {
             self.send(node, batches);
