@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use kafka_client::{Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 use kafka_examples::perf::{create_topic, payloads, peak_rss_mb, percentile, process_cpu_seconds};
+use kafka_examples::progress::Progress;
 
 const USAGE: &str = "\
 kafka-perf: producer throughput, latency, CPU and memory against any Kafka cluster.
@@ -48,6 +49,8 @@ CONSUME OPTIONS:
                                 auto.offset.reset=earliest, check.crcs=true,
                                 enable.auto.commit=true, partition.assignment.strategy=range
 
+    --progress / --no-progress  draw a progress bar on stderr (default: only when stderr is
+                                a terminal); stdout keeps only the summary and RESULT lines
     -h, --help                  this text
 ";
 
@@ -58,6 +61,7 @@ struct Args {
     record_size: usize,
     partitions: i32,
     properties: Vec<(String, String)>,
+    progress: bool,
 }
 
 struct ConsumeArgs {
@@ -68,6 +72,7 @@ struct ConsumeArgs {
     idle_timeout: Duration,
     /// Consumer settings by Java name, in order (later ones win).
     properties: Vec<(String, String)>,
+    progress: bool,
 }
 
 enum Mode {
@@ -90,6 +95,7 @@ fn parse_consume(mut it: impl Iterator<Item = String>) -> Result<Option<ConsumeA
     let mut records = None;
     let mut idle_timeout = Duration::from_secs(60);
     let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut progress = kafka_examples::progress::Progress::stderr_is_terminal();
     let mut properties = vec![
         ("group.id".to_owned(), format!("kafka-perf-{}-{unique}", std::process::id())),
         ("auto.offset.reset".to_owned(), "earliest".to_owned()),
@@ -101,6 +107,8 @@ fn parse_consume(mut it: impl Iterator<Item = String>) -> Result<Option<ConsumeA
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
+            "--progress" => progress = true,
+            "--no-progress" => progress = false,
             "--bootstrap-server" => bootstrap = Some(value()?),
             "--topic" => topic = Some(value()?),
             "--num-records" => records = Some(value()?.parse().map_err(|_| "--num-records: expected a number")?),
@@ -124,6 +132,7 @@ fn parse_consume(mut it: impl Iterator<Item = String>) -> Result<Option<ConsumeA
         records: records.ok_or("--num-records is required")?,
         idle_timeout,
         properties,
+        progress,
     }))
 }
 
@@ -133,6 +142,7 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
     let mut records = None;
     let mut record_size = None;
     let mut partitions = 6;
+    let mut progress = kafka_examples::progress::Progress::stderr_is_terminal();
     let mut properties = vec![
         ("acks".to_owned(), "all".to_owned()),
         ("linger.ms".to_owned(), "5".to_owned()),
@@ -143,6 +153,8 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
+            "--progress" => progress = true,
+            "--no-progress" => progress = false,
             "--bootstrap-server" => bootstrap = Some(value()?),
             "--topic" => topic = Some(value()?),
             "--num-records" => records = Some(value()?.parse().map_err(|_| "--num-records: expected a number")?),
@@ -169,6 +181,7 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
         record_size: record_size.ok_or("--record-size is required")?,
         partitions,
         properties,
+        progress,
     }))
 }
 
@@ -241,6 +254,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         (acked, failed, first_error, latencies_us)
     });
 
+    let progress = Progress::start(args.records, "records", args.progress);
     let cpu_start = process_cpu_seconds();
     let start = Instant::now();
     let mut chunk = Vec::new();
@@ -258,6 +272,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         if chunk.len() == 1024 {
             let _ = tx.send(std::mem::take(&mut chunk));
+            progress.add(1024);
         }
     }
     let _ = tx.send(chunk);
@@ -266,6 +281,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (acked, failed, first_error, mut latencies) = collector.await?;
     let secs = start.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds() - cpu_start;
+    progress.finish().await;
     producer.close(Duration::from_secs(30)).await?;
     if let Some(e) = first_error {
         eprintln!("kafka-perf: {failed} records failed; first error: {e}");
@@ -313,10 +329,12 @@ async fn consume(args: ConsumeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // record, and the records of that first poll are not counted in the rate.
     let mut first: Option<(Instant, f64, u64)> = None;
     let mut last_record = Instant::now();
+    let progress = Progress::start(args.records, "records", args.progress);
     while count < args.records {
         let batch = consumer.poll(Duration::from_millis(100)).await?;
         if batch.is_empty() {
             if last_record.elapsed() > args.idle_timeout {
+                progress.finish().await;
                 consumer.close().await?;
                 return Err(format!(
                     "only {count} of {} records after {} ms without a record",
@@ -329,6 +347,7 @@ async fn consume(args: ConsumeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         last_record = Instant::now();
         count += batch.len() as u64;
+        progress.add(batch.len() as u64);
         for r in &batch {
             bytes += r.value().map_or(0, |v| v.len() as u64);
         }
@@ -338,6 +357,7 @@ async fn consume(args: ConsumeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let end = Instant::now();
     let cpu_end = process_cpu_seconds();
+    progress.finish().await;
     let (first_at, first_cpu, first_count) = first.unwrap_or((end, cpu_end, count));
     let secs = end.duration_since(first_at).as_secs_f64();
     let measured = count - first_count;
