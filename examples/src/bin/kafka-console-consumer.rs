@@ -200,10 +200,12 @@ fn main() -> ExitCode {
             eprintln!("Processed a total of {count} messages");
             ExitCode::SUCCESS
         }
-        Err((count, e)) => {
+        Err((Some(count), e)) => {
             eprintln!("Processed a total of {count} messages");
             cli::fail(TOOL, e)
         }
+        // Failed before consuming anything (unreachable cluster, unknown topic): one line.
+        Err((None, e)) => cli::fail(TOOL, e),
     }
 }
 
@@ -237,31 +239,31 @@ fn write_record(out: &mut impl Write, f: &Format, r: &ConsumerRecord) -> std::io
 }
 
 /// Consumes until --max-messages, --timeout-ms or Ctrl-C; returns the count printed.
-async fn run(plan: Plan) -> Result<u64, (u64, String)> {
+async fn run(plan: Plan) -> Result<u64, (Option<u64>, String)> {
     let timeout = plan.config.default_api_timeout;
-    cli::probe(&plan.config.client, timeout).await.map_err(|e| (0, e))?.close();
-    let consumer = Consumer::new(plan.config).map_err(|e| (0, e.to_string()))?;
+    cli::probe(&plan.config.client, timeout).await.map_err(|e| (None, e))?.close();
+    let consumer = Consumer::new(plan.config).map_err(|e| (None, e.to_string()))?;
     consumer
         .client()
         .wait_for_topic(&plan.topic, timeout, "default.api.timeout.ms")
         .await
-        .map_err(|e| (0, e.to_string()))?;
+        .map_err(|e| (None, e.to_string()))?;
     match &plan.partition {
         Some((p, start)) => {
             let tp = TopicPartition::new(plan.topic.clone(), *p);
             let known = consumer.client().metadata().topic(&plan.topic).is_some_and(|t| t.partition(*p).is_some());
             if !known {
-                return Err((0, format!("topic {} has no partition {p}", plan.topic)));
+                return Err((None, format!("topic {} has no partition {p}", plan.topic)));
             }
-            consumer.assign([tp.clone()]).map_err(|e| (0, e.to_string()))?;
+            consumer.assign([tp.clone()]).map_err(|e| (None, e.to_string()))?;
             let r = match start {
                 Start::Earliest => consumer.seek_to_beginning(&[tp]),
                 Start::Latest => consumer.seek_to_end(&[tp]),
                 Start::At(o) => consumer.seek(&tp, *o),
             };
-            r.map_err(|e| (0, e.to_string()))?;
+            r.map_err(|e| (None, e.to_string()))?;
         }
-        None => consumer.subscribe([plan.topic.as_str()]).map_err(|e| (0, e.to_string()))?,
+        None => consumer.subscribe([plan.topic.as_str()]).map_err(|e| (None, e.to_string()))?,
     }
 
     let mut count = 0u64;
@@ -318,5 +320,5 @@ async fn run(plan: Plan) -> Result<u64, (u64, String)> {
         }
     }
     let _ = consumer.close().await;
-    outcome.map(|()| count).map_err(|e| (count, e))
+    outcome.map(|()| count).map_err(|e| (Some(count), e))
 }
