@@ -159,7 +159,11 @@ pub async fn probe(config: &ClientConfig, timeout: Duration) -> Result<Client, S
     let client = Client::new(config.clone(), false).map_err(|e| e.to_string())?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        match client.any_connection().await {
+        let attempt = match tokio::time::timeout_at(deadline, client.any_connection()).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("no connection established".to_owned()),
+        };
+        match attempt {
             Ok(_) => return Ok(client),
             Err(e) if tokio::time::Instant::now() + Duration::from_millis(100) >= deadline => {
                 client.close();

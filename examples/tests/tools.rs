@@ -277,7 +277,8 @@ async fn console_producer_exits_non_zero_when_a_record_fails() {
     cluster.create_topic("t", 1, 1).await.unwrap();
     let b = cluster.bootstrap_servers();
     let big = "x".repeat(5000);
-    let input = format!("good-1\n{big}\ngood-2\n");
+    // A CRLF line end is stripped like LF.
+    let input = format!("good-1\r\n{big}\ngood-2\n");
     let r = run(
         "kafka-console-producer",
         &["--bootstrap-server", &b, "--topic", "t", "--producer-property", "max.request.size=1000"],

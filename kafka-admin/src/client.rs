@@ -139,7 +139,17 @@ impl AdminClient {
         loop {
             let mut last: BTreeMap<K, Result<T>> = BTreeMap::new();
             let mut whole_error = None;
-            match attempt(pending.clone()).await {
+            // An attempt cannot outlive the call (a connection setup or a request timeout may
+            // be longer than default.api.timeout.ms).
+            let outcome = match tokio::time::timeout_at(deadline, attempt(pending.clone())).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(kafka_client::Error::Timeout {
+                    what: what.to_owned(),
+                    setting: "default.api.timeout.ms",
+                    timeout_ms: self.config.default_api_timeout.as_millis() as u64,
+                }),
+            };
+            match outcome {
                 Ok(results) => {
                     for (k, r) in results {
                         if !pending.contains(&k) || done.contains_key(&k) {

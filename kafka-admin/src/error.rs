@@ -76,7 +76,9 @@ impl Error {
 
 /// Per-resource error codes that the admin client handles by finding the right broker again
 /// and retrying, within `default.api.timeout.ms`: the controller, coordinator or leader moved
-/// or is still loading.
+/// or is still loading. REQUEST_TIMED_OUT is not among them: for CreateTopics and
+/// DeleteTopics it means the controller is still working on it, and a retry would report
+/// TOPIC_ALREADY_EXISTS for a topic this call created.
 pub(crate) fn is_rediscover(code: ErrorCode) -> bool {
     matches!(
         code,
@@ -88,7 +90,6 @@ pub(crate) fn is_rediscover(code: ErrorCode) -> bool {
             | ErrorCode::LeaderNotAvailable
             | ErrorCode::FencedLeaderEpoch
             | ErrorCode::UnknownLeaderEpoch
-            | ErrorCode::RequestTimedOut
     )
 }
 

@@ -485,3 +485,22 @@ async fn an_unreachable_cluster_fails_the_call_within_the_timeout() {
     let e = admin.create_topics([NewTopic::new("x", 1, 1)], false).await.unwrap_err();
     assert!(matches!(e, AdminError::Client(_)), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_call_never_outlives_default_api_timeout() {
+    let cluster = cluster(1).await;
+    cluster.create_topic("t", 1, 1).await.unwrap();
+    let admin =
+        AdminClient::new(AdminConfig::new(&cluster.bootstrap_servers()).set("default.api.timeout.ms", "800").unwrap())
+            .unwrap();
+    // The broker holds DescribeGroups answers far longer than the call may take.
+    cluster.intercept(ApiKey::DescribeGroups, Times::Always, |_| Action::Delay(Duration::from_secs(3))).await.unwrap();
+    let started = std::time::Instant::now();
+    let e = admin.describe_consumer_groups(["g"]).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(e.to_string().contains("default.api.timeout.ms"), "{e}");
+    // The held answer blocks that connection (Kafka answers a connection's requests in
+    // order) until request.timeout.ms closes it; other connections are unaffected.
+    assert_eq!(self::admin(&cluster).list_topics(false).await.unwrap().len(), 1);
+    cluster.shutdown().await;
+}

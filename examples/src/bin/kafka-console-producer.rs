@@ -141,13 +141,25 @@ async fn run(config: ProducerConfig, topic: &str, format: &LineFormat, sync: boo
     let max_block = config.max_block;
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
     // Lines are read on a blocking thread and handed over in order.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, String)>(1024);
-    let reader = tokio::task::spawn_blocking(move || {
-        let stdin = std::io::stdin();
-        for (i, line) in stdin.lock().lines().enumerate() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send((i as u64 + 1, line)).is_err() {
-                break;
+    // Lines are bytes: input that is not UTF-8 is sent as it is, as Kafka's tool does.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(1024);
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut stdin = std::io::stdin().lock();
+        let mut line_no = 0u64;
+        loop {
+            let mut line = Vec::new();
+            if stdin.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+            }
+            line_no += 1;
+            if tx.blocking_send((line_no, line)).is_err() {
+                return Ok(());
             }
         }
     });
@@ -167,23 +179,26 @@ async fn run(config: ProducerConfig, topic: &str, format: &LineFormat, sync: boo
     let mut failed = 0u64;
     while let Some((line_no, line)) = rx.recv().await {
         let (key, value) = if format.parse_key {
-            match line.split_once(format.separator.as_str()) {
+            match split_once(&line, format.separator.as_bytes()) {
                 Some((k, v)) => (Some(k), v),
-                None if format.ignore_error => (None, line.as_str()),
+                None if format.ignore_error => (None, line.as_slice()),
                 None => {
                     failed += 1;
-                    eprintln!("{TOOL}: error: no key separator found on line number {line_no}: '{line}'");
+                    eprintln!(
+                        "{TOOL}: error: no key separator found on line number {line_no}: '{}'",
+                        String::from_utf8_lossy(&line)
+                    );
                     continue;
                 }
             }
         } else {
-            (None, line.as_str())
+            (None, line.as_slice())
         };
         let mut record = ProducerRecord::new(topic).value(value);
         if let Some(k) = key {
             record = record.key(k);
         }
-        let key_text = key.unwrap_or("null").to_owned();
+        let key_text = key.map_or_else(|| "null".to_owned(), |k| String::from_utf8_lossy(k).into_owned());
         match producer.send(record).await {
             Ok(f) if sync => {
                 if let Err(e) = f.await {
@@ -201,13 +216,22 @@ async fn run(config: ProducerConfig, topic: &str, format: &LineFormat, sync: boo
         }
     }
     drop(done_tx);
-    let _ = reader.await;
+    if let Ok(Err(e)) = reader.await {
+        failed += 1;
+        eprintln!("{TOOL}: error: reading stdin: {e}");
+    }
     let close = producer.close(max_block.max(Duration::from_secs(5))).await;
     failed += reporter.await.unwrap_or(0);
     if let Err(e) = close {
         eprintln!("{TOOL}: error: closing the producer: {e}");
     }
     Ok(failed)
+}
+
+/// Splits `line` at the first `separator`.
+fn split_once<'a>(line: &'a [u8], separator: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = line.windows(separator.len()).position(|w| w == separator)?;
+    Some((line.get(..at)?, line.get(at + separator.len()..)?))
 }
 
 fn report(topic: &str, line_no: u64, key: &str, len: usize, error: &str) {
