@@ -541,3 +541,47 @@ async fn kafka_perf_progress_goes_to_stderr_and_leaves_the_result_line_alone() {
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_tools_carry_headers_and_gzip_by_default() {
+    let cluster = cluster().await;
+    cluster.create_topic("h", 1, 1).await.unwrap();
+    let b = cluster.bootstrap_servers();
+    let r = run(
+        "kafka-console-producer",
+        &[
+            "--bootstrap-server",
+            &b,
+            "--topic",
+            "h",
+            "--property",
+            "parse.headers=true",
+            "--property",
+            "parse.key=true",
+            "--compression-codec",
+        ],
+        "trace:1,empty:\tk1\tv1\n\tk2\tv2\n",
+    )
+    .await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let r = run(
+        "kafka-console-consumer",
+        &[
+            "--bootstrap-server",
+            &b,
+            "--topic",
+            "h",
+            "--from-beginning",
+            "--max-messages",
+            "2",
+            "--property",
+            "print.headers=true",
+            "--property",
+            "print.key=true",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!((r.code, r.stdout.as_str()), (0, "trace:1,empty:\tk1\tv1\nNO_HEADERS\tk2\tv2\n"), "{}", r.stderr);
+    cluster.shutdown().await;
+}

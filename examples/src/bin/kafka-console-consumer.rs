@@ -35,7 +35,8 @@ OPTIONS:
     --timeout-ms MS                stop when no record arrived for this long
     --isolation-level L            read_uncommitted (default) or read_committed
     --property K=V                 output (repeatable): print.key, print.value, print.timestamp,
-                                   print.partition, print.offset (true/false), key.separator
+                                   print.partition, print.offset, print.headers (true/false),
+                                   key.separator, headers.separator (default a comma)
                                    (default a tab), line.separator (default a newline),
                                    null.literal (default null)
     --consumer-property K=V        a consumer setting by its Java name (repeatable)
@@ -68,7 +69,9 @@ struct Format {
     timestamp: bool,
     partition: bool,
     offset: bool,
+    headers: bool,
     key_separator: Vec<u8>,
+    headers_separator: Vec<u8>,
     line_separator: Vec<u8>,
     null_literal: Vec<u8>,
 }
@@ -143,7 +146,9 @@ fn plan(args: &Args) -> Result<Plan, Result<String, String>> {
         timestamp: false,
         partition: false,
         offset: false,
+        headers: false,
         key_separator: b"\t".to_vec(),
+        headers_separator: b",".to_vec(),
         line_separator: b"\n".to_vec(),
         null_literal: b"null".to_vec(),
     };
@@ -155,6 +160,8 @@ fn plan(args: &Args) -> Result<Plan, Result<String, String>> {
             "print.timestamp" => format.timestamp = on,
             "print.partition" => format.partition = on,
             "print.offset" => format.offset = on,
+            "print.headers" => format.headers = on,
+            "headers.separator" => format.headers_separator = unescape(&v),
             "key.separator" => format.key_separator = unescape(&v),
             "line.separator" => format.line_separator = unescape(&v),
             "null.literal" => format.null_literal = v.into_bytes(),
@@ -227,6 +234,22 @@ fn write_record(out: &mut impl Write, f: &Format, r: &ConsumerRecord) -> std::io
     }
     if f.offset {
         fields.push(format!("Offset:{}", r.offset()).into_bytes());
+    }
+    if f.headers {
+        let headers: Vec<Vec<u8>> = r
+            .headers()
+            .map(|h| {
+                let mut kv = h.key.to_vec();
+                kv.push(b':');
+                kv.extend_from_slice(h.value.unwrap_or(&f.null_literal));
+                kv
+            })
+            .collect();
+        fields.push(if headers.is_empty() {
+            b"NO_HEADERS".to_vec()
+        } else {
+            headers.join(f.headers_separator.as_slice())
+        });
     }
     if f.key {
         fields.push(r.key().map_or_else(|| f.null_literal.clone(), <[u8]>::to_vec));

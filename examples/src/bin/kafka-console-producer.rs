@@ -27,10 +27,12 @@ OPTIONS:
     --topic T                      the topic
     --property K=V                 line parsing (repeatable): parse.key=true splits each line at
                                    key.separator (default a tab) into key and value;
-                                   ignore.error=true sends a line without the separator as a value
+                                   ignore.error=true sends a line without the separator as a value;
+                                   parse.headers=true reads `h1:v1,h2:v2` before headers.delimiter
+                                   (default a tab; headers.separator `,`, headers.key.separator `:`)
     --producer-property K=V        a producer setting by its Java name (repeatable)
     --producer.config FILE         producer settings from a properties file
-    --compression-codec CODEC      none, gzip, snappy, lz4 or zstd
+    --compression-codec [CODEC]    none, gzip, snappy, lz4 or zstd (no value: gzip)
     --request-required-acks ACKS   all, 1 or 0
     --sync                         wait for each record before reading the next line
     --timeout MS                   linger.ms
@@ -61,10 +63,21 @@ struct LineFormat {
     parse_key: bool,
     separator: String,
     ignore_error: bool,
+    parse_headers: bool,
+    headers_delimiter: String,
+    headers_separator: String,
+    headers_key_separator: String,
 }
 
 fn main() -> ExitCode {
-    let args = match Args::parse(std::env::args().skip(1), FLAGS) {
+    // `--compression-codec` without a value means gzip, as in Kafka's tool.
+    let mut raw: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = raw.iter().position(|a| a == "--compression-codec") {
+        if raw.get(i + 1).map_or(true, |next| next.starts_with("--")) {
+            raw.insert(i + 1, "gzip".to_owned());
+        }
+    }
+    let args = match Args::parse(raw, FLAGS) {
         Ok(a) => a,
         Err(ParseError::Help) => {
             print!("{USAGE}");
@@ -102,19 +115,32 @@ fn main() -> ExitCode {
         for (k, v) in &properties {
             config = config.set(k, v).map_err(|e| Ok(e.to_string()))?;
         }
-        let mut format = LineFormat { parse_key: false, separator: "\t".to_owned(), ignore_error: false };
+        let mut format = LineFormat {
+            parse_key: false,
+            separator: "\t".to_owned(),
+            ignore_error: false,
+            parse_headers: false,
+            headers_delimiter: "\t".to_owned(),
+            headers_separator: ",".to_owned(),
+            headers_key_separator: ":".to_owned(),
+        };
         for (k, v) in args.pairs("--property").map_err(usage)? {
             match k.as_str() {
                 "parse.key" => format.parse_key = v.eq_ignore_ascii_case("true"),
                 "key.separator" => format.separator = v,
                 "ignore.error" => format.ignore_error = v.eq_ignore_ascii_case("true"),
-                other => {
-                    return Err(Err(format!("--property {other}: unknown (parse.key, key.separator, ignore.error)")))
-                }
+                "parse.headers" => format.parse_headers = v.eq_ignore_ascii_case("true"),
+                "headers.delimiter" => format.headers_delimiter = v,
+                "headers.separator" => format.headers_separator = v,
+                "headers.key.separator" => format.headers_key_separator = v,
+                other => return Err(Err(format!("--property {other}: unknown"))),
             }
         }
-        if format.separator.is_empty() {
-            return Err(Err("--property key.separator: must not be empty".to_owned()));
+        if [&format.separator, &format.headers_delimiter, &format.headers_separator, &format.headers_key_separator]
+            .iter()
+            .any(|s| s.is_empty())
+        {
+            return Err(Err("--property: separators and delimiters must not be empty".to_owned()));
         }
         Ok((config, topic, format, args.has("--sync")))
     };
@@ -178,6 +204,20 @@ async fn run(config: ProducerConfig, topic: &str, format: &LineFormat, sync: boo
     });
     let mut failed = 0u64;
     while let Some((line_no, line)) = rx.recv().await {
+        // `h1:v1,h2:v2<delimiter>rest` with parse.headers (Kafka 3.2's format).
+        let (headers, rest): (Vec<(String, Vec<u8>)>, &[u8]) = if format.parse_headers {
+            match split_once(&line, format.headers_delimiter.as_bytes()) {
+                Some((h, rest)) => (parse_headers(h, format), rest),
+                None => {
+                    failed += 1;
+                    eprintln!("{TOOL}: error: no headers delimiter found on line number {line_no}");
+                    continue;
+                }
+            }
+        } else {
+            (Vec::new(), line.as_slice())
+        };
+        let line = rest.to_vec();
         let (key, value) = if format.parse_key {
             match split_once(&line, format.separator.as_bytes()) {
                 Some((k, v)) => (Some(k), v),
@@ -197,6 +237,9 @@ async fn run(config: ProducerConfig, topic: &str, format: &LineFormat, sync: boo
         let mut record = ProducerRecord::new(topic).value(value);
         if let Some(k) = key {
             record = record.key(k);
+        }
+        for (k, v) in &headers {
+            record = record.header(k, v);
         }
         let key_text = key.map_or_else(|| "null".to_owned(), |k| String::from_utf8_lossy(k).into_owned());
         match producer.send(record).await {
@@ -226,6 +269,26 @@ async fn run(config: ProducerConfig, topic: &str, format: &LineFormat, sync: boo
         eprintln!("{TOOL}: error: closing the producer: {e}");
     }
     Ok(failed)
+}
+
+/// `k1:v1,k2:v2` into headers (a header without the key separator gets an empty value).
+fn parse_headers(text: &[u8], format: &LineFormat) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    loop {
+        let (one, more) = match split_once(rest, format.headers_separator.as_bytes()) {
+            Some((one, more)) => (one, Some(more)),
+            None => (rest, None),
+        };
+        if !one.is_empty() {
+            let (k, v) = split_once(one, format.headers_key_separator.as_bytes()).unwrap_or((one, &[]));
+            out.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
+        }
+        match more {
+            Some(m) => rest = m,
+            None => return out,
+        }
+    }
 }
 
 /// Splits `line` at the first `separator`.
