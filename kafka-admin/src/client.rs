@@ -136,21 +136,28 @@ impl AdminClient {
         let mut done: BTreeMap<K, Result<T>> = BTreeMap::new();
         let mut pending = keys;
         let mut tries = 0u32;
+        // The latest retriable failure, per resource and of a whole attempt: what the caller
+        // sees when the deadline passes.
+        let mut last: BTreeMap<K, Result<T>> = BTreeMap::new();
+        let mut last_whole: Option<kafka_client::Error> = None;
+        let timeout_ms = self.config.default_api_timeout.as_millis() as u64;
+        let timeout = |last_whole: &Option<kafka_client::Error>| kafka_client::Error::Timeout {
+            what: match last_whole {
+                Some(e) => format!("{what} (last error: {e})"),
+                None => format!("{what} (no answer from {})", self.config.client.bootstrap_servers.join(",")),
+            },
+            setting: "default.api.timeout.ms",
+            timeout_ms,
+        };
         loop {
-            let mut last: BTreeMap<K, Result<T>> = BTreeMap::new();
-            let mut whole_error = None;
-            // An attempt cannot outlive the call (a connection setup or a request timeout may
-            // be longer than default.api.timeout.ms).
-            let outcome = match tokio::time::timeout_at(deadline, attempt(pending.clone())).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(kafka_client::Error::Timeout {
-                    what: what.to_owned(),
-                    setting: "default.api.timeout.ms",
-                    timeout_ms: self.config.default_api_timeout.as_millis() as u64,
-                }),
+            // An attempt cannot outlive the call (a connection setup, a reconnect backoff or a
+            // request timeout may be longer than default.api.timeout.ms).
+            let (outcome, expired) = match tokio::time::timeout_at(deadline, attempt(pending.clone())).await {
+                Ok(outcome) => (Some(outcome), false),
+                Err(_) => (None, true),
             };
             match outcome {
-                Ok(results) => {
+                Some(Ok(results)) => {
                     for (k, r) in results {
                         if !pending.contains(&k) || done.contains_key(&k) {
                             continue;
@@ -163,12 +170,13 @@ impl AdminClient {
                         if again {
                             last.insert(k, r);
                         } else {
+                            last.remove(&k);
                             done.insert(k, r);
                         }
                     }
                 }
-                Err(e) if whole_request_retriable(&e) => whole_error = Some(e),
-                Err(e) => {
+                Some(Err(e)) if whole_request_retriable(&e) => last_whole = Some(e),
+                Some(Err(e)) => {
                     if done.is_empty() {
                         return Err(e.into());
                     }
@@ -177,6 +185,7 @@ impl AdminClient {
                     }
                     return Ok(done);
                 }
+                None => {}
             }
             pending.retain(|k| !done.contains_key(k));
             if pending.is_empty() {
@@ -184,25 +193,12 @@ impl AdminClient {
             }
             let wait = self.backoff(tries);
             tries = tries.saturating_add(1);
-            if Instant::now() + wait >= deadline {
-                if let Some(e) = whole_error {
-                    if done.is_empty() {
-                        return Err(kafka_client::Error::Timeout {
-                            what: format!("{what} (last error: {e})"),
-                            setting: "default.api.timeout.ms",
-                            timeout_ms: self.config.default_api_timeout.as_millis() as u64,
-                        }
-                        .into());
-                    }
+            if expired || Instant::now() + wait >= deadline {
+                if done.is_empty() && last.is_empty() {
+                    return Err(timeout(&last_whole).into());
                 }
                 for k in pending {
-                    let r = last.remove(&k).unwrap_or_else(|| {
-                        Err(Error::Client(kafka_client::Error::Timeout {
-                            what: what.to_owned(),
-                            setting: "default.api.timeout.ms",
-                            timeout_ms: self.config.default_api_timeout.as_millis() as u64,
-                        }))
-                    });
+                    let r = last.remove(&k).unwrap_or_else(|| Err(Error::Client(timeout(&last_whole))));
                     done.insert(k, r);
                 }
                 return Ok(done);
