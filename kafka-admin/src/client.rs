@@ -328,3 +328,135 @@ pub(crate) fn fill_missing<K: Ord + Clone, T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn admin(timeout_ms: &str) -> AdminClient {
+        let config = AdminConfig::new("127.0.0.1:1")
+            .set("default.api.timeout.ms", timeout_ms)
+            .unwrap()
+            .set("retry.backoff.ms", "1")
+            .unwrap()
+            .set("retry.backoff.max.ms", "5")
+            .unwrap();
+        AdminClient::new(config).unwrap()
+    }
+
+    fn kafka(resource: &str, code: ErrorCode) -> Error {
+        Error::kafka(resource, code, None)
+    }
+
+    #[tokio::test]
+    async fn rediscovery_errors_are_retried_per_resource_and_others_are_final() {
+        let admin = admin("5000");
+        let asked: Mutex<Vec<Vec<&str>>> = Mutex::new(Vec::new());
+        let results = admin
+            .run("test", vec!["a", "b", "c"], |keys| {
+                let round = {
+                    let mut asked = asked.lock().unwrap();
+                    asked.push(keys.clone());
+                    asked.len()
+                };
+                async move {
+                    let out: Vec<(&str, Result<u32>)> = keys
+                        .into_iter()
+                        .map(|k| {
+                            let r = match (k, round) {
+                                ("a", 1) => Err(kafka("a", ErrorCode::NotController)),
+                                ("a", 2) => Err(kafka("a", ErrorCode::CoordinatorLoadInProgress)),
+                                ("b", _) => Err(kafka("b", ErrorCode::InvalidTopicException)),
+                                _ => Ok(round as u32),
+                            };
+                            (k, r)
+                        })
+                        .collect();
+                    Ok(out)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(results["a"], Ok(3));
+        assert_eq!(results["b"].as_ref().unwrap_err().code(), Some(ErrorCode::InvalidTopicException));
+        assert_eq!(results["c"], Ok(1));
+        assert_eq!(*asked.lock().unwrap(), vec![vec!["a", "b", "c"], vec!["a"], vec!["a"]]);
+    }
+
+    #[tokio::test]
+    async fn a_persistent_transport_failure_times_out_naming_the_last_error() {
+        let admin = admin("300");
+        let started = Instant::now();
+        let e = admin
+            .run("test call", vec![1], |_| async {
+                Err::<Vec<(i32, Result<()>)>, _>(kafka_client::Error::NoBrokers("refused".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+        let text = e.to_string();
+        assert!(text.contains("test call (last error: no broker reachable: refused)"), "{text}");
+        assert!(text.contains("default.api.timeout.ms"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_failure_that_retrying_cannot_fix_ends_the_call_at_once() {
+        let admin = admin("5000");
+        let mut attempts = 0;
+        let e = admin
+            .run("test", vec![1], |_| {
+                attempts += 1;
+                async {
+                    Err::<Vec<(i32, Result<()>)>, _>(kafka_client::Error::UnsupportedVersion {
+                        api: ApiKey::DescribeProducers,
+                        broker: "b".into(),
+                        detail: "none".into(),
+                    })
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(attempts, 1);
+        assert!(matches!(e, Error::Client(kafka_client::Error::UnsupportedVersion { .. })), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn resources_still_pending_at_the_deadline_keep_their_last_error() {
+        let admin = admin("200");
+        let results = admin
+            .run("test", vec!["g", "h"], |keys| async move {
+                Ok(keys
+                    .into_iter()
+                    .map(|k| {
+                        let r =
+                            if k == "g" { Err(kafka("group g", ErrorCode::CoordinatorLoadInProgress)) } else { Ok(()) };
+                        (k, r)
+                    })
+                    .collect())
+            })
+            .await
+            .unwrap();
+        assert_eq!(results["g"].as_ref().unwrap_err().code(), Some(ErrorCode::CoordinatorLoadInProgress));
+        assert_eq!(results["g"].as_ref().unwrap_err().resource(), Some("group g"));
+        assert!(results["h"].is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_attempt_cannot_outlive_the_call() {
+        let admin = admin("200");
+        let started = Instant::now();
+        let e = admin
+            .run("stuck", vec![1], |_| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok::<Vec<(i32, Result<()>)>, kafka_client::Error>(Vec::new())
+            })
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(e.to_string().contains("stuck (no answer from 127.0.0.1:1)"), "{e}");
+    }
+}
