@@ -211,6 +211,8 @@ async fn describe(admin: &AdminClient, args: &Args) -> Result<(), Failure> {
         }
         if d.members.is_empty() {
             println!("\nConsumer group '{group}' has no active members.");
+        } else if d.state.ends_with("Rebalance") {
+            println!("\nWarning: Consumer group '{group}' is rebalancing.");
         }
         if args.has("--members") {
             let mut rows =
