@@ -1,6 +1,8 @@
 //! Shared code of the examples and command-line tools.
 
+pub mod cli;
 pub mod perf;
+pub mod progress;
 
 /// The fixture records of the interop checks: record `i` has key `key-{i % 50}`, a JSON value
 /// carrying `i`, headers `trace` (i, 8 bytes big-endian) and `empty` (null). Shared by

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use kafka_client::{Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 use kafka_examples::perf::{create_topic, payloads, peak_rss_mb, percentile, process_cpu_seconds};
+use kafka_examples::progress::Progress;
 
 const USAGE: &str = "\
 kafka-perf: producer throughput, latency, CPU and memory against any Kafka cluster.
@@ -50,6 +51,8 @@ CONSUME OPTIONS:
                                 auto.offset.reset=earliest, check.crcs=true,
                                 enable.auto.commit=true, partition.assignment.strategy=range
 
+    --progress / --no-progress  draw a progress bar on stderr (default: only when stderr is
+                                a terminal); stdout keeps only the summary and RESULT lines
     -h, --help                  this text
 ";
 
@@ -62,6 +65,7 @@ struct Args {
     properties: Vec<(String, String)>,
     /// Records per transaction (a transactional id is set).
     transaction_records: Option<u64>,
+    progress: bool,
 }
 
 struct ConsumeArgs {
@@ -72,6 +76,7 @@ struct ConsumeArgs {
     idle_timeout: Duration,
     /// Consumer settings by Java name, in order (later ones win).
     properties: Vec<(String, String)>,
+    progress: bool,
 }
 
 enum Mode {
@@ -94,6 +99,7 @@ fn parse_consume(mut it: impl Iterator<Item = String>) -> Result<Option<ConsumeA
     let mut records = None;
     let mut idle_timeout = Duration::from_secs(60);
     let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut progress = kafka_examples::progress::Progress::stderr_is_terminal();
     let mut properties = vec![
         ("group.id".to_owned(), format!("kafka-perf-{}-{unique}", std::process::id())),
         ("auto.offset.reset".to_owned(), "earliest".to_owned()),
@@ -105,6 +111,8 @@ fn parse_consume(mut it: impl Iterator<Item = String>) -> Result<Option<ConsumeA
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
+            "--progress" => progress = true,
+            "--no-progress" => progress = false,
             "--bootstrap-server" => bootstrap = Some(value()?),
             "--topic" => topic = Some(value()?),
             "--num-records" => records = Some(value()?.parse().map_err(|_| "--num-records: expected a number")?),
@@ -128,6 +136,7 @@ fn parse_consume(mut it: impl Iterator<Item = String>) -> Result<Option<ConsumeA
         records: records.ok_or("--num-records is required")?,
         idle_timeout,
         properties,
+        progress,
     }))
 }
 
@@ -138,6 +147,7 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
     let mut record_size = None;
     let mut partitions = 6;
     let mut transaction_records = None;
+    let mut progress = kafka_examples::progress::Progress::stderr_is_terminal();
     let mut properties = vec![
         ("acks".to_owned(), "all".to_owned()),
         ("linger.ms".to_owned(), "5".to_owned()),
@@ -148,6 +158,8 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
+            "--progress" => progress = true,
+            "--no-progress" => progress = false,
             "--bootstrap-server" => bootstrap = Some(value()?),
             "--topic" => topic = Some(value()?),
             "--num-records" => records = Some(value()?.parse().map_err(|_| "--num-records: expected a number")?),
@@ -187,6 +199,7 @@ fn parse_produce(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, S
         transaction_records: transaction_records
             .filter(|_| properties.iter().any(|(k, v)| k == "transactional.id" && !v.is_empty())),
         properties,
+        progress,
     }))
 }
 
@@ -263,6 +276,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         producer.init_transactions().await?;
     }
     let mut transactions = 0u64;
+    let progress = Progress::start(args.records, "records", args.progress);
     let cpu_start = process_cpu_seconds();
     let start = Instant::now();
     let mut chunk = Vec::new();
@@ -289,6 +303,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         if chunk.len() == 1024 {
             let _ = tx.send(std::mem::take(&mut chunk));
+            progress.add(1024);
         }
     }
     let _ = tx.send(chunk);
@@ -301,6 +316,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (acked, failed, first_error, mut latencies) = collector.await?;
     let secs = start.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds() - cpu_start;
+    progress.finish().await;
     producer.close(Duration::from_secs(30)).await?;
     if let Some(e) = first_error {
         eprintln!("kafka-perf: {failed} records failed; first error: {e}");
@@ -353,10 +369,12 @@ async fn consume(args: ConsumeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // record, and the records of that first poll are not counted in the rate.
     let mut first: Option<(Instant, f64, u64)> = None;
     let mut last_record = Instant::now();
+    let progress = Progress::start(args.records, "records", args.progress);
     while count < args.records {
         let batch = consumer.poll(Duration::from_millis(100)).await?;
         if batch.is_empty() {
             if last_record.elapsed() > args.idle_timeout {
+                progress.finish().await;
                 consumer.close().await?;
                 return Err(format!(
                     "only {count} of {} records after {} ms without a record",
@@ -369,6 +387,7 @@ async fn consume(args: ConsumeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         last_record = Instant::now();
         count += batch.len() as u64;
+        progress.add(batch.len() as u64);
         for r in &batch {
             bytes += r.value().map_or(0, |v| v.len() as u64);
         }
@@ -378,6 +397,7 @@ async fn consume(args: ConsumeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let end = Instant::now();
     let cpu_end = process_cpu_seconds();
+    progress.finish().await;
     let (first_at, first_cpu, first_count) = first.unwrap_or((end, cpu_end, count));
     let secs = end.duration_since(first_at).as_secs_f64();
     let measured = count - first_count;
