@@ -48,6 +48,7 @@ mod groups;
 mod handlers;
 mod log;
 mod quotas;
+pub mod security;
 mod server;
 mod txn;
 
