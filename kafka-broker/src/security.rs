@@ -146,7 +146,10 @@ impl TestCa {
         let key = rcgen::KeyPair::generate().map_err(tls_error)?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "kafka-sdk bundled broker test CA");
+        // A name of its own: two test CAs with one name would look like one CA whose
+        // signatures do not verify, instead of an unknown issuer.
+        let id: String = random_bytes(6).iter().map(|b| format!("{b:02x}")).collect();
+        params.distinguished_name.push(rcgen::DnType::CommonName, format!("kafka-sdk bundled broker test CA {id}"));
         params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key).map_err(tls_error)?;
         Ok(TestCa { inner: Arc::new((cert, key)) })

@@ -130,6 +130,11 @@ pub(crate) async fn authenticate(
         ErrorCode::UnsupportedSaslMechanism => {
             return Err(Error::SaslMechanismNotEnabled { broker, mechanism: name, enabled: response.mechanisms })
         }
+        ErrorCode::IllegalSaslState => {
+            return Err(failed(
+                "SaslHandshake: ILLEGAL_SASL_STATE (the listener may not use SASL: check security.protocol)".to_owned(),
+            ))
+        }
         code => return Err(failed(format!("SaslHandshake: {}", code.name()))),
     }
 
