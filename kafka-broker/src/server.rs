@@ -337,8 +337,10 @@ fn sasl_request(
         }
         (RequestBody::SaslAuthenticate(req), Some(server)) => {
             let step = server.authenticate(auth, reauthenticating.as_deref(), &req.auth_bytes);
-            if matches!(auth, AuthState::Authenticated { .. }) {
-                *reauthenticating = None;
+            if let AuthState::Authenticated { principal, mechanism, .. } = auth {
+                if reauthenticating.take().is_some() {
+                    tracing::info!(%principal, ?mechanism, "SASL re-authentication done");
+                }
             }
             let close = step.error.as_ref().map(|e| format!("SASL authentication failed: {e}"));
             let response = SaslAuthenticateResponse {
