@@ -6,6 +6,35 @@
 //! the TLS handshake (SSL and SASL_SSL), then ApiVersions, then SaslHandshake and
 //! SaslAuthenticate (SASL_PLAINTEXT and SASL_SSL), and only then hands the stream to the
 //! connection's tasks. Credentials are held in [`Secret`], whose `Debug` prints `[redacted]`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use kafka_broker::security::{SaslMechanism, SecurityProtocol as BrokerProtocol};
+//! use kafka_client::{Producer, ProducerConfig, ProducerRecord};
+//!
+//! // A bundled broker with a generated test CA and a SCRAM user.
+//! let cluster = kafka_broker::Cluster::builder()
+//!     .security_protocol(BrokerProtocol::SaslSsl)
+//!     .sasl_user("alice", "alice-secret", SaslMechanism::ScramSha512)
+//!     .start()
+//!     .await?;
+//! let ca = cluster.tls_ca_pem().expect("a generated CA");
+//!
+//! let producer = Producer::new(ProducerConfig::from_properties([
+//!     ("bootstrap.servers", cluster.bootstrap_servers().as_str()),
+//!     ("security.protocol", "SASL_SSL"),
+//!     ("ssl.ca.pem", ca.as_str()), // or ssl.ca.location with a file
+//!     ("sasl.mechanism", "SCRAM-SHA-512"),
+//!     ("sasl.username", "alice"),
+//!     ("sasl.password", "alice-secret"),
+//! ])?)?;
+//! producer.send(ProducerRecord::new("secured").value("hello")).await?.await?;
+//! producer.close(std::time::Duration::from_secs(5)).await?;
+//! cluster.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod sasl;
 pub mod tls;
