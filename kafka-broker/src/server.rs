@@ -185,6 +185,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             frame::encode_response_body(&mut out, correlation_id, &response, version)
                 .map_err(|error| ConnectionEnd::Response { api_key, version, error })?;
             stream.write_all(&out).await?;
+            stream.flush().await?;
             if let Some(reason) = close {
                 return Err(ConnectionEnd::Closed(reason));
             }
@@ -275,6 +276,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         stream.write_all(&out).await?;
+        // TLS buffers what the socket did not take; plain TCP's flush does nothing.
+        stream.flush().await?;
         mute(mute_for).await;
     }
 }

@@ -293,6 +293,10 @@ impl SetupIo<'_> {
             .write_all(&out)
             .await
             .map_err(|e| Error::Connect { broker: self.label.to_owned(), reason: e.to_string() })?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| Error::Connect { broker: self.label.to_owned(), reason: e.to_string() })?;
         let frame = read_one_frame(self.stream, self.label, self.config.max_response_size).await?;
         let (got, response) = frame::decode_response::<R::Response>(frame, version)
             .map_err(|source| Error::Protocol { broker: self.label.to_owned(), source })?;
@@ -339,6 +343,8 @@ async fn handshake(stream: &mut Box<dyn Transport>, label: &str, config: &Client
         frame::encode_request(&mut out, attempt, Some(&config.client_id), &request, version)
             .map_err(|source| Error::Protocol { broker: label.to_owned(), source })?;
         stream.write_all(&out).await.map_err(|e| Error::Connect { broker: label.to_owned(), reason: e.to_string() })?;
+        // TLS keeps what the socket did not take until a flush.
+        stream.flush().await.map_err(|e| Error::Connect { broker: label.to_owned(), reason: e.to_string() })?;
         let frame = read_one_frame(stream, label, config.max_response_size).await?;
         // The response header is v0 at every version; an UNSUPPORTED_VERSION answer uses the
         // v0 body whatever version was asked, so fall back to reading it as v0.

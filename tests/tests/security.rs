@@ -381,3 +381,39 @@ async fn an_expired_session_closes_the_connection() {
     assert_eq!(cluster.security_stats().expired_sessions, 1);
     cluster.shutdown().await;
 }
+
+/// Volume over SASL_SSL: 4 MiB produced and consumed back through TLS (responses larger than
+/// the socket buffers, so the TLS layer's buffering and flushing matter).
+#[tokio::test]
+async fn megabytes_round_trip_over_sasl_ssl() {
+    use kafka_client::{Consumer, ConsumerConfig, TopicPartition};
+    let cluster = secure_cluster(BrokerProtocol::SaslSsl, |b| b).await;
+    let security = with_mechanism(security(SecurityProtocol::SaslSsl, &cluster), "SCRAM-SHA-256");
+    let mut config = ProducerConfig::new(&cluster.bootstrap_servers()).set("linger.ms", "5").unwrap();
+    config.client.security = security.clone();
+    let producer = Producer::new(config).unwrap();
+    const N: usize = 4096;
+    let mut pending = Vec::new();
+    for i in 0..N {
+        let value = vec![(i % 251) as u8; 1024];
+        let key = format!("{i}");
+        pending.push(producer.send(ProducerRecord::new("bulk").key(key.as_str()).value(&value)).await.unwrap());
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    producer.close(Duration::from_secs(5)).await.unwrap();
+
+    let mut config = ConsumerConfig::new(&cluster.bootstrap_servers()).set("auto.offset.reset", "earliest").unwrap();
+    config.client.security = security;
+    let consumer = Consumer::new(config).unwrap();
+    consumer.assign((0..3).map(|p| TopicPartition::new("bulk", p))).unwrap();
+    let mut got = 0;
+    while got < N {
+        let r = tokio::time::timeout(Duration::from_secs(10), consumer.recv()).await.unwrap().unwrap();
+        let i: usize = std::str::from_utf8(r.key().unwrap()).unwrap().parse().unwrap();
+        assert_eq!(r.value().unwrap(), &vec![(i % 251) as u8; 1024][..]);
+        got += 1;
+    }
+    cluster.shutdown().await;
+}
