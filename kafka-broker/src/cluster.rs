@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestBody, RequestHeader, ResponseBody};
 use kafka_protocol::primitives::Uuid;
@@ -297,6 +298,17 @@ pub struct ClusterBuilder {
     racks: Vec<Option<String>>,
     settings: Settings,
     cluster_id: String,
+    security: SecuritySetup,
+}
+
+/// The listeners' TLS and SASL settings, turned into a `ListenerSecurity` at start.
+#[derive(Debug, Clone, Default)]
+struct SecuritySetup {
+    protocol: crate::security::SecurityProtocol,
+    tls: crate::security::TlsIdentity,
+    client_auth: bool,
+    users: Vec<crate::security::SaslUser>,
+    oauth_test_validator: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -318,6 +330,7 @@ impl Default for ClusterBuilder {
                 txns: crate::txn::TxnConfig::default(),
             },
             cluster_id: "kafka-sdk-bundled".into(),
+            security: SecuritySetup::default(),
         }
     }
 }
@@ -406,6 +419,103 @@ impl ClusterBuilder {
         self
     }
 
+    /// The listeners' `security.protocol` (default PLAINTEXT). TLS listeners use a test CA
+    /// generated at start unless [`Self::tls_identity`] or [`Self::tls_ca`] says otherwise;
+    /// SASL listeners need users ([`Self::sasl_user`]) or the OAUTHBEARER test validator.
+    pub fn security_protocol(mut self, protocol: crate::security::SecurityProtocol) -> Self {
+        self.security.protocol = protocol;
+        self
+    }
+
+    /// The TLS listeners' certificate chain and private key (PEM texts), instead of
+    /// generated ones.
+    pub fn tls_identity(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.security.tls = crate::security::TlsIdentity::Pem { cert: cert_pem.into(), key: key_pem.into() };
+        self
+    }
+
+    /// The CA that issues the TLS listeners' certificate (and, with
+    /// [`Self::tls_client_auth_required`], that client certificates must chain to).
+    pub fn tls_ca(mut self, ca: crate::security::TestCa) -> Self {
+        self.security.tls = crate::security::TlsIdentity::FromCa(ca);
+        self
+    }
+
+    /// Requires client certificates issued by the cluster's CA (Kafka's
+    /// `ssl.client.auth=required`, mTLS). Needs a generated or given CA.
+    pub fn tls_client_auth_required(mut self) -> Self {
+        self.security.client_auth = true;
+        self
+    }
+
+    /// A SASL user with a password, for one mechanism (repeat for more users or mechanisms).
+    /// SCRAM users are stored as Kafka stores them: salt, 4096 iterations, derived keys.
+    pub fn sasl_user(
+        mut self,
+        name: impl Into<String>,
+        password: impl Into<String>,
+        mechanism: crate::security::SaslMechanism,
+    ) -> Self {
+        self.security.users.push(crate::security::SaslUser { name: name.into(), password: password.into(), mechanism });
+        self
+    }
+
+    /// **For tests only**: enables OAUTHBEARER with a validator that accepts *unsigned* JWTs
+    /// (`alg: none`) with a `sub` and a future `exp`, like Kafka's
+    /// `OAuthBearerUnsecuredValidatorCallbackHandler`. Anyone can forge such a token.
+    pub fn sasl_oauthbearer_unsecured_test_validator(mut self) -> Self {
+        self.security.oauth_test_validator = true;
+        self
+    }
+
+    fn listener_security(
+        &self,
+    ) -> Result<(crate::security::ListenerSecurity, Option<crate::security::TestCa>), BrokerError> {
+        use crate::security::{SaslServer, TestCa, TlsIdentity};
+        let setup = &self.security;
+        let (tls, ca) = if setup.protocol.uses_tls() {
+            let (ca, identity) = match &setup.tls {
+                TlsIdentity::Pem { cert, key } => (None, (cert.clone(), key.clone())),
+                TlsIdentity::Generate | TlsIdentity::FromCa(_) => {
+                    let ca = match &setup.tls {
+                        TlsIdentity::FromCa(ca) => ca.clone(),
+                        _ => TestCa::generate()?,
+                    };
+                    let mut names = vec![self.host.as_str(), "localhost", "127.0.0.1", "::1"];
+                    names.dedup();
+                    let identity = ca.issue(&names)?;
+                    (Some(ca), identity)
+                }
+            };
+            let client_ca = match (setup.client_auth, &ca) {
+                (false, _) => None,
+                (true, Some(ca)) => Some(ca.certificate_pem()),
+                (true, None) => {
+                    return Err(BrokerError::Config("client authentication needs the cluster's CA (tls_ca)".into()))
+                }
+            };
+            (Some(crate::security::server_tls(&identity.0, &identity.1, client_ca.as_deref())?), ca)
+        } else {
+            (None, None)
+        };
+        let sasl = if setup.protocol.uses_sasl() {
+            if setup.users.is_empty() && !setup.oauth_test_validator {
+                return Err(BrokerError::Config("a SASL listener needs at least one user".into()));
+            }
+            let max_reauth = self
+                .settings
+                .broker_configs
+                .get("connections.max.reauth.ms")
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis);
+            Some(Arc::new(SaslServer::new(&setup.users, setup.oauth_test_validator, max_reauth)))
+        } else {
+            None
+        };
+        Ok((crate::security::ListenerSecurity { tls, sasl }, ca))
+    }
+
     /// Binds every listener and starts the cluster.
     ///
     /// # Errors
@@ -417,6 +527,8 @@ impl ClusterBuilder {
                 return Err(BrokerError::Config(format!("{} ports given for {} brokers", ports.len(), self.brokers)));
             }
         }
+        let (security, ca) = self.listener_security()?;
+        let security = Arc::new(security);
         let mut listeners = Vec::new();
         let mut brokers = Vec::new();
         for i in 0..self.brokers {
@@ -453,10 +565,11 @@ impl ClusterBuilder {
                 state: tx.clone(),
                 shutdown: shutdown_rx.clone(),
                 max_frame_size: settings.max_frame_size,
+                security: security.clone(),
             })));
             tracing::info!(node_id, %local, "broker listening");
         }
-        Ok(Cluster { addrs, tx, shutdown: shutdown_tx, tasks, controls })
+        Ok(Cluster { addrs, tx, shutdown: shutdown_tx, tasks, controls, security, ca })
     }
 }
 
@@ -962,6 +1075,8 @@ pub struct Cluster {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     controls: Vec<BrokerControl>,
+    security: Arc<crate::security::ListenerSecurity>,
+    ca: Option<crate::security::TestCa>,
 }
 
 /// The handle on one broker's listener task.
@@ -995,6 +1110,23 @@ impl Cluster {
     /// `host:port` of every broker, comma separated: the value for `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> String {
         self.addrs.iter().map(|(_, a)| a.to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The CA certificate (PEM) that TLS clients must trust, when the cluster made or was
+    /// given a CA: the value for `ssl.ca.location` (as a file) or `ssl.ca.pem`.
+    pub fn tls_ca_pem(&self) -> Option<String> {
+        self.ca.as_ref().map(|ca| ca.certificate_pem())
+    }
+
+    /// The cluster's CA, to issue client certificates for mTLS tests.
+    pub fn tls_ca(&self) -> Option<&crate::security::TestCa> {
+        self.ca.as_ref()
+    }
+
+    /// Counters of SASL authentications, re-authentications, failures and refused
+    /// connections (all zero on listeners without SASL).
+    pub fn security_stats(&self) -> crate::security::SecurityStats {
+        self.security.sasl.as_ref().map(|s| s.counters.snapshot()).unwrap_or_default()
     }
 
     /// Each broker's node id and listening address.

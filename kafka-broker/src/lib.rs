@@ -16,8 +16,10 @@
 //! fetches); logs with idempotence, transactions, retention and compaction; client quotas; and
 //! the fault-injection API ([`Cluster::intercept`], [`Cluster::push_errors`],
 //! [`Cluster::stop_broker`], [`Cluster::move_coordinator`],
-//! [`Cluster::move_transaction_coordinator`], [`Cluster::set_chaos`], ...). The next-generation
-//! group protocol (KIP-848) is not there yet.
+//! [`Cluster::move_transaction_coordinator`], [`Cluster::set_chaos`], ...); TLS and SASL
+//! listeners ([`security`]: PLAIN, SCRAM-SHA-256/512, an OAUTHBEARER validator for tests,
+//! a test CA generated at start, KIP-368 session expiry). The next-generation group protocol
+//! (KIP-848) is not there yet.
 //!
 //! Group settings follow Kafka's names and defaults, except `group.initial.rebalance.delay.ms`,
 //! which is 0 here (Kafka: 3000) so that tests do not wait for every new group; set it with
@@ -48,6 +50,7 @@ mod groups;
 mod handlers;
 mod log;
 mod quotas;
+pub mod security;
 mod server;
 mod txn;
 

@@ -5,16 +5,23 @@
 //! request is read only after the previous response was written. Clients still pipeline (their
 //! requests wait in the socket buffer), and responses always come back in request order.
 
-use bytes::BytesMut;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::frame::{self, FrameDecoder};
-use kafka_protocol::messages::ApiKey;
-use kafka_protocol::ProtocolError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use kafka_protocol::messages::{ApiKey, RequestBody, ResponseBody, SaslAuthenticateResponse, SaslHandshakeResponse};
+use kafka_protocol::{ErrorCode, ProtocolError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cluster::{Command, Delivery, Pending, Reply};
 use crate::handlers;
+use crate::security::{AuthState, ListenerSecurity, SaslServer};
+
+/// How long a client may take over the TLS handshake before its connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a broker's listener task needs.
 pub(crate) struct BrokerTask {
@@ -28,6 +35,8 @@ pub(crate) struct BrokerTask {
     pub state: mpsc::Sender<Command>,
     pub shutdown: watch::Receiver<bool>,
     pub max_frame_size: usize,
+    /// TLS and SASL of this broker's listener.
+    pub security: Arc<ListenerSecurity>,
 }
 
 pub(crate) async fn accept_loop(mut task: BrokerTask) {
@@ -62,8 +71,14 @@ pub(crate) async fn accept_loop(mut task: BrokerTask) {
                             up: task.up.clone(),
                             max_frame_size: task.max_frame_size,
                         };
+                        let security = task.security.clone();
                         tokio::spawn(async move {
-                            if let Err(reason) = serve(stream, conn).await {
+                            let result = match open(stream, &security).await {
+                                Ok(Stream::Tcp(s)) => serve(s, conn, security.sasl.clone()).await,
+                                Ok(Stream::Tls(s)) => serve(*s, conn, security.sasl.clone()).await,
+                                Err(e) => Err(e),
+                            };
+                            if let Err(reason) = result {
                                 tracing::info!(node_id, %peer, %reason, "closing connection");
                             }
                         });
@@ -78,6 +93,22 @@ pub(crate) async fn accept_loop(mut task: BrokerTask) {
         }
         drop(listener);
         tracing::info!(node_id, "broker stopped");
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// `TCP_NODELAY`, then the TLS handshake on a TLS listener.
+async fn open(stream: tokio::net::TcpStream, security: &ListenerSecurity) -> Result<Stream, ConnectionEnd> {
+    stream.set_nodelay(true)?;
+    let Some(acceptor) = &security.tls else { return Ok(Stream::Tcp(stream)) };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
+        Ok(Err(e)) => Err(ConnectionEnd::Closed(format!("TLS handshake failed: {e}"))),
+        Err(_) => Err(ConnectionEnd::Closed("TLS handshake timed out".to_owned())),
     }
 }
 
@@ -111,9 +142,16 @@ enum ConnectionEnd {
     Stopped,
 }
 
-async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    conn: Conn,
+    sasl: Option<Arc<SaslServer>>,
+) -> Result<(), ConnectionEnd> {
     let Conn { node_id, peer, state, mut shutdown, mut up, max_frame_size } = conn;
-    stream.set_nodelay(true)?;
+    let mut auth = AuthState::Start;
+    // The principal of the session being re-authenticated (KIP-368), between SaslHandshake
+    // and the end of SaslAuthenticate.
+    let mut reauthenticating: Option<String> = None;
     let mut decoder = FrameDecoder::new(max_frame_size);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut out = BytesMut::with_capacity(64 * 1024);
@@ -141,6 +179,38 @@ async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
         let prefix = frame::peek_request(&frame).map_err(ConnectionEnd::Frame)?;
         let (api_key, version, correlation_id) = (prefix.api_key, prefix.api_version, prefix.correlation_id);
         out.clear();
+        if api_key == ApiKey::SaslHandshake.key() || api_key == ApiKey::SaslAuthenticate.key() {
+            let (response, close) = sasl_request(frame, sasl.as_deref(), &mut auth, &mut reauthenticating)
+                .map_err(|error| ConnectionEnd::Request { api_key, version, error })?;
+            frame::encode_response_body(&mut out, correlation_id, &response, version)
+                .map_err(|error| ConnectionEnd::Response { api_key, version, error })?;
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+            if let Some(reason) = close {
+                return Err(ConnectionEnd::Closed(reason));
+            }
+            continue;
+        }
+        if let Some(server) = &sasl {
+            // Kafka's SaslServerAuthenticator: before authentication only ApiVersions and
+            // SaslHandshake; an expired session accepts nothing but a re-authentication.
+            match &auth {
+                AuthState::Authenticated { expires: Some(at), .. } if Instant::now() >= *at => {
+                    server.counters.expired_sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Err(ConnectionEnd::Closed(
+                        "SASL session expired (connections.max.reauth.ms) without re-authentication".to_owned(),
+                    ));
+                }
+                AuthState::Authenticated { .. } if reauthenticating.is_none() => {}
+                AuthState::Start if api_key == ApiKey::ApiVersions.key() => {}
+                _ => {
+                    server.counters.unauthenticated_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Err(ConnectionEnd::Closed(format!(
+                        "unexpected request (api {api_key}) before SASL authentication completed"
+                    )));
+                }
+            }
+        }
         match frame::decode_request(frame) {
             Ok(req) => {
                 let (mut header, mut body, mut bypass_faults) = (req.header, Box::new(req.body), false);
@@ -206,8 +276,87 @@ async fn serve(mut stream: TcpStream, conn: Conn) -> Result<(), ConnectionEnd> {
             }
         }
         stream.write_all(&out).await?;
+        // TLS buffers what the socket did not take; plain TCP's flush does nothing.
+        stream.flush().await?;
         mute(mute_for).await;
     }
+}
+
+/// SaslHandshake and SaslAuthenticate, answered on the connection's task (the state task never
+/// sees credentials). Returns the response and, when the connection must close after it,
+/// why (an unknown mechanism, a failed authentication, a request out of order).
+fn sasl_request(
+    frame: Bytes,
+    sasl: Option<&SaslServer>,
+    auth: &mut AuthState,
+    reauthenticating: &mut Option<String>,
+) -> Result<(ResponseBody, Option<String>), ProtocolError> {
+    let request = frame::decode_request(frame)?;
+    let illegal = |what: &str| Some(format!("{what}: ILLEGAL_SASL_STATE"));
+    Ok(match (request.body, sasl) {
+        (RequestBody::SaslHandshake(_), None) => (
+            SaslHandshakeResponse { error_code: ErrorCode::IllegalSaslState.code(), ..Default::default() }.into(),
+            None,
+        ),
+        (RequestBody::SaslAuthenticate(_), None) => (
+            SaslAuthenticateResponse {
+                error_code: ErrorCode::IllegalSaslState.code(),
+                error_message: Some("this listener does not use SASL".to_owned()),
+                ..Default::default()
+            }
+            .into(),
+            None,
+        ),
+        (RequestBody::SaslHandshake(req), Some(server)) => {
+            let allowed = matches!(auth, AuthState::Start)
+                || matches!(auth, AuthState::Authenticated { .. }) && reauthenticating.is_none();
+            if !allowed {
+                let response = SaslHandshakeResponse {
+                    error_code: ErrorCode::IllegalSaslState.code(),
+                    mechanisms: server.enabled().to_vec(),
+                    ..Default::default()
+                };
+                return Ok((response.into(), illegal("SaslHandshake out of order")));
+            }
+            match server.handshake(auth, &req.mechanism) {
+                Ok(m) => {
+                    if let AuthState::Authenticated { principal, .. } = auth {
+                        *reauthenticating = Some(principal.clone());
+                    }
+                    *auth = AuthState::Handshaken(m);
+                    let response =
+                        SaslHandshakeResponse { mechanisms: server.enabled().to_vec(), ..Default::default() };
+                    (response.into(), None)
+                }
+                Err(()) => {
+                    let response = SaslHandshakeResponse {
+                        error_code: ErrorCode::UnsupportedSaslMechanism.code(),
+                        mechanisms: server.enabled().to_vec(),
+                        ..Default::default()
+                    };
+                    (response.into(), Some(format!("SASL mechanism {:?} is not enabled", req.mechanism)))
+                }
+            }
+        }
+        (RequestBody::SaslAuthenticate(req), Some(server)) => {
+            let step = server.authenticate(auth, reauthenticating.as_deref(), &req.auth_bytes);
+            if let AuthState::Authenticated { principal, mechanism, .. } = auth {
+                if reauthenticating.take().is_some() {
+                    tracing::info!(%principal, ?mechanism, "SASL re-authentication done");
+                }
+            }
+            let close = step.error.as_ref().map(|e| format!("SASL authentication failed: {e}"));
+            let response = SaslAuthenticateResponse {
+                error_code: if step.error.is_some() { ErrorCode::SaslAuthenticationFailed.code() } else { 0 },
+                error_message: step.error,
+                auth_bytes: Bytes::from(step.bytes),
+                session_lifetime_ms: step.session_lifetime_ms,
+                ..Default::default()
+            };
+            (response.into(), close)
+        }
+        (body, _) => return Err(ProtocolError::UnknownApiKey(body.api_key().key())),
+    })
 }
 
 /// A throttled client's connection reads nothing for a while (KIP-219).

@@ -358,13 +358,24 @@ async fn any_connection(inner: &Inner) -> Result<Connection> {
     known.shuffle(&mut rand::thread_rng());
     bootstrap.shuffle(&mut rand::thread_rng());
     let mut errors = Vec::new();
+    let mut security_error = None;
     for slot in known.iter().chain(bootstrap.iter()) {
         match connect_slot(inner, slot).await {
             Ok(c) => return Ok(c),
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => {
+                errors.push(e.to_string());
+                // A SASL failure says what to fix and will not go away by retrying: report it
+                // as itself rather than inside "no broker reachable". (TLS errors stay inside:
+                // a broker restarting mid-handshake also fails it.)
+                if security_error.is_none()
+                    && matches!(e, Error::Authentication { .. } | Error::SaslMechanismNotEnabled { .. })
+                {
+                    security_error = Some(e);
+                }
+            }
         }
     }
-    Err(Error::NoBrokers(errors.join("; ")))
+    Err(security_error.unwrap_or_else(|| Error::NoBrokers(errors.join("; "))))
 }
 
 async fn refresh(inner: &Inner) -> Result<Arc<Metadata>> {

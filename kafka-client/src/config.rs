@@ -42,6 +42,9 @@ pub struct ClientConfig {
     /// `receive.message.max.bytes` (librdkafka's name): the largest response accepted; the size
     /// prefix is checked before anything is allocated. Default 100 MiB.
     pub max_response_size: usize,
+    /// `security.protocol`, `ssl.*` and `sasl.*`: TLS and SASL (see [`crate::security`]).
+    /// Default PLAINTEXT.
+    pub security: crate::security::SecurityConfig,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +60,7 @@ impl Default for ClientConfig {
             retry_backoff_max: Duration::from_millis(1_000),
             metadata_max_age: Duration::from_millis(300_000),
             max_response_size: 100 * 1024 * 1024,
+            security: crate::security::SecurityConfig::default(),
         }
     }
 }
@@ -90,15 +94,7 @@ impl ClientConfig {
             "retry.backoff.max.ms" => self.retry_backoff_max = parse_ms(key, value, 0)?,
             "metadata.max.age.ms" => self.metadata_max_age = parse_ms(key, value, 0)?,
             "receive.message.max.bytes" => self.max_response_size = parse_num(key, value, 1024, i32::MAX as u64)?,
-            "security.protocol" => {
-                if !value.eq_ignore_ascii_case("PLAINTEXT") {
-                    return Err(config_error(
-                        key,
-                        "only PLAINTEXT is supported by this version (TLS and SASL come next)",
-                    ));
-                }
-            }
-            _ => return Ok(false),
+            _ => return self.security.apply(key, value),
         }
         Ok(true)
     }
@@ -111,7 +107,13 @@ impl ClientConfig {
         for s in &self.bootstrap_servers {
             parse_host_port(s).map_err(|reason| config_error("bootstrap.servers", &reason))?;
         }
-        Ok(())
+        self.security.validate()
+    }
+
+    /// The security settings (`security.protocol`, TLS, SASL).
+    pub fn security(mut self, security: crate::security::SecurityConfig) -> Self {
+        self.security = security;
+        self
     }
 }
 

@@ -24,7 +24,10 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::frame::{self, FrameDecoder};
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
+};
 use kafka_protocol::{ApiKey, ErrorCode, ProtocolError, Request, VersionRange};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -33,6 +36,7 @@ use tokio::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+use crate::security::sasl::{self, SaslContext, SaslIo, SaslMechanism};
 
 /// A byte stream to a broker: plain TCP now, TLS later.
 pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -194,6 +198,7 @@ pub struct Connection {
     correlation: Arc<AtomicI32>,
     client_id: Arc<str>,
     request_timeout: Duration,
+    reauthentications: Arc<std::sync::atomic::AtomicU64>,
     _guard: Arc<CloseOnDrop>,
 }
 
@@ -211,32 +216,125 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-/// Opens a connection: TCP (with `TCP_NODELAY`), then the ApiVersions handshake, all within
-/// `socket.connection.setup.timeout.ms`.
+/// Opens a connection, all within `socket.connection.setup.timeout.ms`: TCP (with
+/// `TCP_NODELAY`), the TLS handshake (`SSL`, `SASL_SSL`), ApiVersions, then SaslHandshake and
+/// SaslAuthenticate (`SASL_PLAINTEXT`, `SASL_SSL`). With a session lifetime from the broker
+/// (KIP-368) the connection re-authenticates by itself before the session expires.
+///
+/// # Errors
+/// [`Error::Connect`] (TCP, timeout), [`Error::Tls`] (handshake, with the verification
+/// reason), [`Error::SaslMechanismNotEnabled`], [`Error::Authentication`] (the broker's
+/// message), [`Error::Config`] (unusable TLS files), [`Error::Protocol`].
 pub async fn connect(address: &BrokerAddress, config: &ClientConfig) -> Result<Connection> {
     let label = address.to_string();
+    let security = &config.security;
     let setup = async {
-        let stream = TcpStream::connect((address.host.as_str(), address.port))
+        let tcp = TcpStream::connect((address.host.as_str(), address.port))
             .await
             .map_err(|e| Error::Connect { broker: label.clone(), reason: e.to_string() })?;
-        stream.set_nodelay(true).map_err(|e| Error::Connect { broker: label.clone(), reason: e.to_string() })?;
-        let mut stream: Box<dyn Transport> = Box::new(stream);
+        tcp.set_nodelay(true).map_err(|e| Error::Connect { broker: label.clone(), reason: e.to_string() })?;
+        let mut stream: Box<dyn Transport> = if security.protocol.uses_tls() {
+            Box::new(crate::security::tls::handshake(tcp, &address.host, &security.tls, &label).await?)
+        } else {
+            Box::new(tcp)
+        };
         let versions = handshake(&mut stream, &label, config).await?;
-        Ok::<_, Error>((stream, versions))
-    };
-    let (stream, versions) = match tokio::time::timeout(config.connection_setup_timeout, setup).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(Error::Connect {
-                broker: label,
-                reason: format!(
-                    "no connection within socket.connection.setup.timeout.ms ({} ms)",
-                    config.connection_setup_timeout.as_millis()
-                ),
+        let mut next_correlation = 2;
+        let sasl = if security.protocol.uses_sasl() {
+            let mechanism = security.sasl.resolve()?;
+            let context = SaslContext { host: address.host.clone(), port: address.port, broker: label.clone() };
+            let started = Instant::now();
+            let mut io = SetupIo { stream: &mut stream, label: &label, config, correlation: &mut next_correlation };
+            let lifetime = sasl::authenticate(&mut io, mechanism.as_ref(), &context, &versions).await?;
+            Some(Reauth {
+                mechanism,
+                context,
+                next: lifetime.map(|l| sasl::reauth_at(started, l)),
+                count: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             })
-        }
+        } else {
+            None
+        };
+        Ok::<_, Error>((stream, versions, sasl, next_correlation))
     };
-    Ok(Connection::start(address.clone(), label, stream, versions, config))
+    let (stream, versions, sasl, next_correlation) =
+        match tokio::time::timeout(config.connection_setup_timeout, setup).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::Connect {
+                    broker: label,
+                    reason: format!(
+                        "no connection within socket.connection.setup.timeout.ms ({} ms)",
+                        config.connection_setup_timeout.as_millis()
+                    ),
+                })
+            }
+        };
+    Ok(Connection::start(address.clone(), label, stream, versions, config, sasl, next_correlation))
+}
+
+/// What a SASL connection needs to re-authenticate (KIP-368).
+struct Reauth {
+    mechanism: Arc<dyn SaslMechanism>,
+    context: SaslContext,
+    /// When to re-authenticate; `None` when the broker set no session lifetime.
+    next: Option<Instant>,
+    /// Re-authentications done on this connection.
+    count: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// SASL requests on the raw stream during connection setup (nothing else is in flight).
+struct SetupIo<'a> {
+    stream: &'a mut Box<dyn Transport>,
+    label: &'a str,
+    config: &'a ClientConfig,
+    correlation: &'a mut i32,
+}
+
+impl SetupIo<'_> {
+    async fn round_trip<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+        let id = *self.correlation;
+        *self.correlation += 1;
+        let mut out = BytesMut::new();
+        frame::encode_request(&mut out, id, Some(&self.config.client_id), request, version)
+            .map_err(|source| Error::Protocol { broker: self.label.to_owned(), source })?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| Error::Connect { broker: self.label.to_owned(), reason: e.to_string() })?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| Error::Connect { broker: self.label.to_owned(), reason: e.to_string() })?;
+        let frame = read_one_frame(self.stream, self.label, self.config.max_response_size).await?;
+        let (got, response) = frame::decode_response::<R::Response>(frame, version)
+            .map_err(|source| Error::Protocol { broker: self.label.to_owned(), source })?;
+        if got != id {
+            return Err(Error::Connect {
+                broker: self.label.to_owned(),
+                reason: format!("response correlation id {got} during SASL, expected {id}"),
+            });
+        }
+        Ok(response)
+    }
+}
+
+impl SaslIo for SetupIo<'_> {
+    fn handshake(
+        &mut self,
+        request: SaslHandshakeRequest,
+        version: i16,
+    ) -> sasl::BoxFuture<'_, Result<SaslHandshakeResponse>> {
+        Box::pin(async move { self.round_trip(&request, version).await })
+    }
+
+    fn authenticate(
+        &mut self,
+        request: SaslAuthenticateRequest,
+        version: i16,
+    ) -> sasl::BoxFuture<'_, Result<SaslAuthenticateResponse>> {
+        Box::pin(async move { self.round_trip(&request, version).await })
+    }
 }
 
 /// Sends ApiVersions at the newest version we know; a broker that does not know it answers
@@ -254,6 +352,8 @@ async fn handshake(stream: &mut Box<dyn Transport>, label: &str, config: &Client
         frame::encode_request(&mut out, attempt, Some(&config.client_id), &request, version)
             .map_err(|source| Error::Protocol { broker: label.to_owned(), source })?;
         stream.write_all(&out).await.map_err(|e| Error::Connect { broker: label.to_owned(), reason: e.to_string() })?;
+        // TLS keeps what the socket did not take until a flush.
+        stream.flush().await.map_err(|e| Error::Connect { broker: label.to_owned(), reason: e.to_string() })?;
         let frame = read_one_frame(stream, label, config.max_response_size).await?;
         // The response header is v0 at every version; an UNSUPPORTED_VERSION answer uses the
         // v0 body whatever version was asked, so fall back to reading it as v0.
@@ -306,6 +406,8 @@ impl Connection {
         stream: Box<dyn Transport>,
         versions: ApiVersionTable,
         config: &ClientConfig,
+        sasl: Option<Reauth>,
+        next_correlation: i32,
     ) -> Connection {
         let shared = Arc::new(Shared {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
@@ -319,16 +421,28 @@ impl Connection {
         });
         let (read, write) = tokio::io::split(stream);
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(shared.clone(), write, rx));
+        let versions = Arc::new(versions);
+        let correlation = Arc::new(AtomicI32::new(next_correlation));
+        let client_id: Arc<str> = Arc::from(config.client_id.as_str());
+        let reauthentications = sasl.as_ref().map(|r| r.count.clone()).unwrap_or_default();
+        let session = Session {
+            reauth: sasl,
+            versions: versions.clone(),
+            correlation: correlation.clone(),
+            client_id: client_id.clone(),
+            timeout: config.request_timeout,
+        };
+        tokio::spawn(writer(shared.clone(), write, rx, session));
         tokio::spawn(reader(shared.clone(), read, FrameDecoder::new(config.max_response_size)));
         Connection {
             _guard: Arc::new(CloseOnDrop(shared.clone())),
             shared,
             tx,
-            versions: Arc::new(versions),
-            correlation: Arc::new(AtomicI32::new(2)),
-            client_id: Arc::from(config.client_id.as_str()),
+            versions,
+            correlation,
+            client_id,
             request_timeout: config.request_timeout,
+            reauthentications,
         }
     }
 
@@ -359,6 +473,11 @@ impl Connection {
                 api.max_stable_version()
             ),
         })
+    }
+
+    /// How many times this connection has re-authenticated (SASL, KIP-368).
+    pub fn reauthentications(&self) -> u64 {
+        self.reauthentications.load(Ordering::Relaxed)
     }
 
     /// Whether the connection has closed (it is then useless; open a new one).
@@ -437,17 +556,54 @@ impl Connection {
     }
 }
 
+/// What the writer needs to re-authenticate.
+struct Session {
+    reauth: Option<Reauth>,
+    versions: Arc<ApiVersionTable>,
+    correlation: Arc<AtomicI32>,
+    client_id: Arc<str>,
+    timeout: Duration,
+}
+
+enum WriterStep {
+    Send(Option<Outgoing>),
+    Reauthenticate,
+}
+
 async fn writer(
     shared: Arc<Shared>,
     mut write: tokio::io::WriteHalf<Box<dyn Transport>>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    mut session: Session,
 ) {
     let mut queue: VecDeque<Bytes> = VecDeque::new();
     let mut written_acks: Vec<oneshot::Sender<Result<Bytes>>> = Vec::new();
     loop {
-        let first = tokio::select! {
-            m = rx.recv() => m,
-            _ = shared.closed() => None,
+        let reauth_at = session.reauth.as_ref().and_then(|r| r.next);
+        let step = tokio::select! {
+            m = rx.recv() => WriterStep::Send(m),
+            _ = shared.closed() => WriterStep::Send(None),
+            _ = async {
+                match reauth_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => WriterStep::Reauthenticate,
+        };
+        let first = match step {
+            WriterStep::Send(m) => m,
+            WriterStep::Reauthenticate => {
+                // KIP-368 on the running connection: everything written so far stays in
+                // flight and is answered first (the broker answers in order); requests
+                // queued meanwhile wait in the channel until the exchange is over, because
+                // the broker reads nothing but SASL requests during it.
+                if let Err(e) = reauthenticate(&shared, &mut write, &mut session).await {
+                    tracing::warn!(broker = %shared.label, error = %e, "re-authentication failed; closing the connection");
+                    shared.close(e);
+                    break;
+                }
+                continue;
+            }
         };
         let Some(first) = first else { break };
         if shared.is_closed.load(Ordering::Acquire) {
@@ -490,6 +646,89 @@ async fn writer(
         fail(&shared, out);
     }
     let _ = write.shutdown().await;
+}
+
+async fn reauthenticate(
+    shared: &Arc<Shared>,
+    write: &mut tokio::io::WriteHalf<Box<dyn Transport>>,
+    session: &mut Session,
+) -> Result<()> {
+    let Some(reauth) = session.reauth.as_mut() else { return Ok(()) };
+    let started = Instant::now();
+    let mut io = PipelineIo {
+        shared,
+        write,
+        correlation: &session.correlation,
+        client_id: &session.client_id,
+        timeout: session.timeout,
+    };
+    let lifetime = sasl::authenticate(&mut io, reauth.mechanism.as_ref(), &reauth.context, &session.versions).await?;
+    reauth.next = lifetime.map(|l| sasl::reauth_at(started, l));
+    reauth.count.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(broker = %shared.label, "re-authenticated");
+    Ok(())
+}
+
+/// SASL requests on a running connection, sent by the writer itself: they go through the
+/// in-flight queue like any request, and the reader hands their responses back.
+struct PipelineIo<'a> {
+    shared: &'a Arc<Shared>,
+    write: &'a mut tokio::io::WriteHalf<Box<dyn Transport>>,
+    correlation: &'a AtomicI32,
+    client_id: &'a str,
+    timeout: Duration,
+}
+
+impl PipelineIo<'_> {
+    async fn round_trip<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+        let shared = self.shared;
+        let correlation_id = self.correlation.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let chunks =
+            frame::encode_request_chunked(correlation_id, Some(self.client_id), request, version, CHUNK_THRESHOLD)
+                .map_err(|source| Error::Protocol { broker: shared.label.clone(), source })?;
+        let (reply, rx) = oneshot::channel();
+        shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).push_back(Pending {
+            correlation_id,
+            api: R::API_KEY,
+            deadline: Instant::now() + self.timeout,
+            timeout: self.timeout,
+            reply,
+        });
+        shared.wake_reader.notify_one();
+        let mut queue: VecDeque<Bytes> = chunks.into();
+        let frame = tokio::select! {
+            r = async {
+                write_chunks(self.write, &mut queue)
+                    .await
+                    .map_err(|e| shared.disconnected(format!("write failed: {e}")))?;
+                rx.await.map_err(|_| shared.close_reason())?
+            } => r?,
+            _ = shared.closed() => return Err(shared.close_reason()),
+        };
+        frame::decode_response::<R::Response>(frame, version).map(|(_, r)| r).map_err(|source| {
+            let e = Error::Protocol { broker: shared.label.clone(), source };
+            shared.close(e.clone());
+            e
+        })
+    }
+}
+
+impl SaslIo for PipelineIo<'_> {
+    fn handshake(
+        &mut self,
+        request: SaslHandshakeRequest,
+        version: i16,
+    ) -> sasl::BoxFuture<'_, Result<SaslHandshakeResponse>> {
+        Box::pin(async move { self.round_trip(&request, version).await })
+    }
+
+    fn authenticate(
+        &mut self,
+        request: SaslAuthenticateRequest,
+        version: i16,
+    ) -> sasl::BoxFuture<'_, Result<SaslAuthenticateResponse>> {
+        Box::pin(async move { self.round_trip(&request, version).await })
+    }
 }
 
 fn fail(shared: &Shared, out: Outgoing) {

@@ -164,6 +164,36 @@ pub enum Error {
     /// A record was not delivered (so that `send(..).await?.await?` works with this type).
     #[error(transparent)]
     Delivery(Box<DeliveryError>),
+    /// The TLS handshake failed: the broker's certificate was not trusted or does not name the
+    /// host, the broker does not speak TLS, or the TLS settings are unusable.
+    #[error("TLS handshake with {broker} failed: {reason}")]
+    Tls {
+        /// The broker address.
+        broker: String,
+        /// rustls' reason (which check failed), with a hint for the usual causes.
+        reason: String,
+    },
+    /// The broker does not enable the SASL mechanism the client is configured with.
+    #[error("SASL mechanism {mechanism} is not enabled on {broker} (it offers: {})", if .enabled.is_empty() { "none".to_owned() } else { .enabled.join(", ") })]
+    SaslMechanismNotEnabled {
+        /// The broker address.
+        broker: String,
+        /// The mechanism asked for.
+        mechanism: String,
+        /// The mechanisms the broker offers.
+        enabled: Vec<String>,
+    },
+    /// SASL authentication failed: wrong credentials, an expired token, or a server whose
+    /// messages failed verification (SCRAM).
+    #[error("SASL authentication with {broker} failed ({mechanism}): {message}")]
+    Authentication {
+        /// The broker address.
+        broker: String,
+        /// The mechanism.
+        mechanism: String,
+        /// The broker's message, or what the client found wrong.
+        message: String,
+    },
 }
 
 impl From<DeliveryError> for Error {

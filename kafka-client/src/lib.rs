@@ -39,6 +39,7 @@ pub mod consumer;
 pub mod error;
 pub mod metadata;
 pub mod producer;
+pub mod security;
 
 pub use client::Client;
 pub use config::{Acks, ClientConfig, ProducerConfig};

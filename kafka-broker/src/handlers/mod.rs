@@ -49,6 +49,10 @@ use crate::configs::LogSettings;
 /// ApiVersions first.
 pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, api_versions::MIN_VERSION, api_versions::MAX_VERSION),
+    // Answered on the connection task (server.rs, security.rs), advertised on every listener
+    // as Kafka does. SaslHandshake v0 (raw SASL frames after it) is not supported.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::Metadata, metadata::MIN_VERSION, metadata::MAX_VERSION),
     (ApiKey::CreateTopics, create_topics::MIN_VERSION, create_topics::MAX_VERSION),
     (ApiKey::Produce, produce::MIN_VERSION, produce::MAX_VERSION),
