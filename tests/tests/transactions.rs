@@ -454,10 +454,16 @@ async fn exactly_once_pipeline_survives_kills_and_coordinator_moves() {
     }
 
     let processed = Arc::new(AtomicU64::new(0));
+    // The instances stop starting transactions once `allowed` records are committed, until the
+    // next fault is injected: so the faults land at every tenth of the run however fast or
+    // slow the machine is.
+    let step = (records / 10).max(1);
+    let allowed = Arc::new(AtomicU64::new(step));
     let spawn = |instance: usize, generation: u32| {
         let bootstrap = bootstrap.clone();
         let processed = processed.clone();
-        tokio::spawn(async move { pipeline_instance(&bootstrap, instance, generation, processed).await })
+        let allowed = allowed.clone();
+        tokio::spawn(async move { pipeline_instance(&bootstrap, instance, generation, processed, allowed).await })
     };
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = (0..3).map(|i| spawn(i, 0)).collect();
     let mut kills = 0u32;
@@ -480,7 +486,10 @@ async fn exactly_once_pipeline_survives_kills_and_coordinator_moves() {
         // A fault each time another tenth of the input is committed, alternating between
         // killing an instance (a crash: no LeaveGroup, no abort; it is started again at
         // once) and moving coordinators.
-        if (committed as u64) < records * (u64::from(round) + 1) / 10 {
+        if round >= 9 {
+            allowed.store(u64::MAX, Ordering::Release);
+        }
+        if round >= 9 || processed.load(Ordering::Acquire) < allowed.load(Ordering::Acquire) {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
@@ -496,6 +505,7 @@ async fn exactly_once_pipeline_survives_kills_and_coordinator_moves() {
             cluster.move_coordinator("eos-group").await.unwrap();
             moves += 1;
         }
+        allowed.fetch_add(step, Ordering::AcqRel);
     }
     for t in &tasks {
         t.abort();
@@ -537,7 +547,13 @@ async fn exactly_once_pipeline_survives_kills_and_coordinator_moves() {
 
 /// One pipeline instance: consume `eos-in` in group `eos-group`, write each record to
 /// `eos-out` with the same key, commit offsets in the transaction, one transaction per poll.
-async fn pipeline_instance(bootstrap: &str, instance: usize, generation: u32, processed: Arc<AtomicU64>) {
+async fn pipeline_instance(
+    bootstrap: &str,
+    instance: usize,
+    generation: u32,
+    processed: Arc<AtomicU64>,
+    allowed: Arc<AtomicU64>,
+) {
     let consumer = Consumer::new(
         ConsumerConfig::new(bootstrap)
             .set("group.id", "eos-group")
@@ -564,6 +580,10 @@ async fn pipeline_instance(bootstrap: &str, instance: usize, generation: u32, pr
     let producer = Producer::new(txn_config(bootstrap, &format!("eos-{instance}"))).unwrap();
     producer.init_transactions().await.unwrap();
     loop {
+        if processed.load(Ordering::Acquire) >= allowed.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         let batch = match consumer.poll(Duration::from_millis(100)).await {
             Ok(b) => b,
             Err(e) => {
