@@ -60,6 +60,9 @@ struct Inner {
     generation: AtomicU64,
     refresh_wanted: Arc<Notify>,
     closed: AtomicBool,
+    /// Why the last metadata refresh failed (cleared by the next success), so that waits
+    /// on metadata report the cause (a wrong password, say) rather than a bare timeout.
+    last_refresh_error: Mutex<Option<Error>>,
     /// Shared with the metadata task, which holds only a weak reference to the rest.
     shutdown: Arc<Notify>,
 }
@@ -110,6 +113,7 @@ impl Client {
             generation: AtomicU64::new(0),
             refresh_wanted: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
+            last_refresh_error: Mutex::new(None),
             shutdown: Arc::new(Notify::new()),
         });
         tokio::spawn(metadata_task(Arc::downgrade(&inner), inner.shutdown.clone(), inner.refresh_wanted.clone()));
@@ -162,8 +166,19 @@ impl Client {
         refresh(&self.inner).await
     }
 
+    /// The error of the last metadata refresh when it is one that retrying cannot fix (see
+    /// [`Error::is_fatal_connection`]): failed authentication or TLS, an unsupported SASL
+    /// mechanism. `None` once a refresh succeeds. Waits on metadata (the producer's `send`,
+    /// the consumer's `poll`) return it instead of waiting out their timeout, as the Java
+    /// client throws its `AuthenticationException`.
+    pub fn fatal_error(&self) -> Option<Error> {
+        lock(&self.inner.last_refresh_error).clone().filter(Error::is_fatal_connection)
+    }
+
     /// Waits until the metadata knows `topic` with its partitions (asking for it), at most
-    /// `timeout`. Topic errors that retrying cannot fix are returned at once.
+    /// `timeout`. Topic errors that retrying cannot fix are returned at once, and so are
+    /// connection errors that retrying cannot fix ([`Client::fatal_error`]); a timeout names
+    /// the last error seen.
     pub async fn wait_for_topic(&self, topic: &str, timeout: Duration, setting: &'static str) -> Result<Arc<Metadata>> {
         let deadline = Instant::now() + timeout;
         let mut rx = self.watch_metadata();
@@ -183,19 +198,28 @@ impl Client {
                     Some(code) => return Err(Error::kafka(code, Some(format!("topic {topic}")))),
                 }
             }
+            if let Some(e) = self.fatal_error() {
+                return Err(e);
+            }
             self.request_refresh();
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
+            // A failed refresh publishes no snapshot: look at its error at least every
+            // retry.backoff.max.ms.
+            let poll_error = Instant::now() + self.inner.config.retry_backoff_max.max(Duration::from_millis(100));
+            match tokio::time::timeout_at(deadline.min(poll_error), rx.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Error::Closed("client")),
+                Err(_) if Instant::now() < deadline => {}
                 Err(_) => {
+                    let last = match (last_error, lock(&self.inner.last_refresh_error).as_ref()) {
+                        (_, Some(e)) => format!(" (last error: {e})"),
+                        (Some(c), None) => format!(" (last error {})", c.name()),
+                        (None, None) => String::new(),
+                    };
                     return Err(Error::Timeout {
-                        what: format!(
-                            "waiting for topic {topic} in the metadata{}",
-                            last_error.map(|c| format!(" (last error {})", c.name())).unwrap_or_default()
-                        ),
+                        what: format!("waiting for topic {topic} in the metadata{last}"),
                         setting,
                         timeout_ms: timeout.as_millis() as u64,
-                    })
+                    });
                 }
             }
         }
@@ -379,6 +403,12 @@ async fn any_connection(inner: &Inner) -> Result<Connection> {
 }
 
 async fn refresh(inner: &Inner) -> Result<Arc<Metadata>> {
+    let result = refresh_once(inner).await;
+    *lock(&inner.last_refresh_error) = result.as_ref().err().cloned();
+    result
+}
+
+async fn refresh_once(inner: &Inner) -> Result<Arc<Metadata>> {
     let before = inner.generation.load(Ordering::Acquire);
     let _guard = inner.refresh_lock.lock().await;
     if inner.generation.load(Ordering::Acquire) != before {

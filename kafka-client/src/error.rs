@@ -242,6 +242,15 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether this is a connection error that retrying with the same settings cannot fix:
+    /// failed SASL authentication, a failed TLS handshake, a SASL mechanism the broker does
+    /// not enable.
+    pub fn is_fatal_connection(&self) -> bool {
+        matches!(self, Error::Authentication { .. } | Error::Tls { .. } | Error::SaslMechanismNotEnabled { .. })
+    }
+}
+
 /// Whether a delivery failure left the record unwritten, or possibly written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Persistence {

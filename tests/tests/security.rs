@@ -167,6 +167,49 @@ async fn a_wrong_password_is_an_authentication_error_with_the_brokers_message() 
     cluster.shutdown().await;
 }
 
+/// The producer's `send`, the group consumer's `poll` and the assigned consumer's `recv` with
+/// a wrong password fail with the authentication error, long before their timeouts (they used
+/// to wait out `max.block.ms` and report a metadata timeout).
+#[tokio::test]
+async fn sends_and_polls_with_a_wrong_password_report_the_authentication_error() {
+    use kafka_client::{Consumer, ConsumerConfig, TopicPartition};
+    let cluster = secure_cluster(BrokerProtocol::SaslPlaintext, |b| b).await;
+    let wrong = security(SecurityProtocol::SaslPlaintext, &cluster).sasl("SCRAM-SHA-256", "scram256-user", "wrong");
+    let limit = Duration::from_secs(60);
+
+    let mut config = ProducerConfig::new(&cluster.bootstrap_servers()).set("max.block.ms", "60000").unwrap();
+    config.client.security = wrong.clone();
+    let producer = Producer::new(config).unwrap();
+    let started = Instant::now();
+    match producer.send(ProducerRecord::new("orders").value("v")).await {
+        Err(Error::Authentication { mechanism, message, .. }) => {
+            assert_eq!(mechanism, "SCRAM-SHA-256");
+            assert!(message.contains("SASL_AUTHENTICATION_FAILED"), "{message}");
+        }
+        other => panic!("send: {other:?}"),
+    }
+    assert!(started.elapsed() < limit / 2, "send took {:?}", started.elapsed());
+    producer.close(Duration::from_secs(1)).await.unwrap();
+
+    let mut config = ConsumerConfig::new(&cluster.bootstrap_servers()).set("group.id", "g").unwrap();
+    config.client.security = wrong.clone();
+    let consumer = Consumer::new(config).unwrap();
+    consumer.subscribe(["orders"]).unwrap();
+    let started = Instant::now();
+    let err = consumer.poll(limit).await.unwrap_err();
+    assert!(matches!(err, Error::Authentication { .. }), "group poll: {err}");
+    assert!(started.elapsed() < limit / 2, "poll took {:?}", started.elapsed());
+    drop(consumer);
+
+    let mut config = ConsumerConfig::new(&cluster.bootstrap_servers());
+    config.client.security = wrong;
+    let consumer = Consumer::new(config).unwrap();
+    consumer.assign([TopicPartition::new("orders", 0)]).unwrap();
+    let err = tokio::time::timeout(limit, consumer.recv()).await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Authentication { .. }), "assigned recv: {err}");
+    cluster.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_mechanism_the_broker_does_not_enable_is_reported_with_its_list() {
     init_logs();

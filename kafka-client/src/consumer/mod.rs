@@ -419,6 +419,14 @@ impl Consumer {
             if self.shared.is_closed() {
                 return Err(Error::Closed("consumer"));
             }
+            // Connection errors retrying cannot fix (a wrong password, an untrusted
+            // certificate) end the poll instead of an endless wait, as in the Java client.
+            if let Some(e) = self.shared.client.fatal_error() {
+                return Err(e);
+            }
+            // Wake at least every retry.backoff.max.ms to look for such an error: a failing
+            // connection sends no data_ready.
+            let recheck = Instant::now() + self.shared.config.client.retry_backoff_max.max(Duration::from_millis(100));
             match deadline {
                 Some(d) => {
                     if Instant::now() >= d {
@@ -426,10 +434,13 @@ impl Consumer {
                     }
                     tokio::select! {
                         _ = self.shared.data_ready.notified() => {}
-                        _ = tokio::time::sleep_until(d) => {}
+                        _ = tokio::time::sleep_until(d.min(recheck)) => {}
                     }
                 }
-                None => self.shared.data_ready.notified().await,
+                None => tokio::select! {
+                    _ = self.shared.data_ready.notified() => {}
+                    _ = tokio::time::sleep_until(recheck) => {}
+                },
             }
         }
     }
