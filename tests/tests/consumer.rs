@@ -746,3 +746,104 @@ async fn close_leaves_the_group_at_once() {
     c2.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// A rebalance listener whose revocation takes a while (a slow commit), counting its calls.
+struct SlowRevoke {
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RebalanceListener for SlowRevoke {
+    fn on_partitions_revoked<'a>(
+        &'a self,
+        consumer: &'a Consumer,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if partitions.is_empty() {
+                return;
+            }
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            consumer.commit().await.unwrap();
+        })
+    }
+}
+
+/// `poll` may be dropped half-way (`tokio::time::timeout`, a `select!` with a shutdown
+/// signal). A revocation it was running is run again from the start by the next poll, so it is
+/// never lost half-done: no record is handed to two members, and the new owner starts at the
+/// offsets the revocation committed.
+#[tokio::test]
+async fn a_poll_dropped_during_a_revocation_runs_it_again_and_nothing_is_read_twice() {
+    init_logs();
+    let cluster = fast_group_cluster(1).start().await.unwrap();
+    cluster.create_topic("cancel", 4, 1).await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    const N: usize = 4000;
+    produce(&bootstrap, "cancel", 4, 0, N as u64, Compression::None).await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let manual =
+        |c: ConsumerConfig| c.set("enable.auto.commit", "false").unwrap().set("max.poll.records", "100").unwrap();
+    let a = Consumer::with_listener(manual(config(&bootstrap, Some("cancel"))), SlowRevoke { calls: calls.clone() })
+        .unwrap();
+    a.subscribe(["cancel"]).unwrap();
+    let a_seen: Arc<Mutex<Vec<(i32, i64)>>> =
+        Arc::new(Mutex::new(take(&a, 500).await.iter().map(|r| (r.partition(), r.offset())).collect()));
+    a.commit().await.unwrap();
+
+    // b joins (an eager rebalance: a revokes everything) and reads and commits until stopped.
+    let b = Arc::new(Consumer::new(manual(config(&bootstrap, Some("cancel")))).unwrap());
+    b.subscribe(["cancel"]).unwrap();
+    let b_seen: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let b_task = {
+        let (b, b_seen, stop) = (b.clone(), b_seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let batch = b.poll(Duration::from_millis(50)).await.unwrap();
+                b_seen.lock().unwrap().extend(batch.iter().map(|r| (r.partition(), r.offset())));
+                b.commit().await.unwrap();
+            }
+        })
+    };
+    let distinct = |a_seen: &Mutex<Vec<(i32, i64)>>, b_seen: &Mutex<Vec<(i32, i64)>>| {
+        let mut all: BTreeSet<(i32, i64)> = a_seen.lock().unwrap().iter().copied().collect();
+        all.extend(b_seen.lock().unwrap().iter().copied());
+        all.len()
+    };
+    // a polls with deadlines shorter than its 150 ms revocation, except every third poll,
+    // until the group settled and everything was read.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let limit = Duration::from_millis(if attempt % 3 == 0 { 1000 } else { 60 });
+        if let Ok(batch) = tokio::time::timeout(limit, a.poll(Duration::from_millis(50))).await {
+            let batch = batch.unwrap();
+            a_seen.lock().unwrap().extend(batch.iter().map(|r| (r.partition(), r.offset())));
+            if !batch.is_empty() {
+                a.commit().await.unwrap();
+            }
+        }
+        let settled = a.assignment().len() == 2 && b.assignment().len() == 2;
+        if settled && distinct(&a_seen, &b_seen) >= N {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck: a has {} partitions, b {}, {} of {N} records read",
+            a.assignment().len(),
+            b.assignment().len(),
+            distinct(&a_seen, &b_seen)
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    b_task.await.unwrap();
+    assert!(calls.load(Ordering::SeqCst) >= 2, "the revocation was never interrupted and run again");
+    let handed_out = a_seen.lock().unwrap().len() + b_seen.lock().unwrap().len();
+    assert_eq!(distinct(&a_seen, &b_seen), N);
+    assert_eq!(handed_out, N, "{} records were handed out twice", handed_out - N);
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+    cluster.shutdown().await;
+}

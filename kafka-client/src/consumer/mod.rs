@@ -94,7 +94,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// task, inside `poll`/`recv`, so no record is in the application's hands that it has not
 /// finished with (by calling `poll`/`recv` again), and no record of a revoked partition is
 /// handed out after `on_partitions_revoked` ran. Committing inside `on_partitions_revoked`
-/// works: the member is still in its generation.
+/// works: the member is still in its generation. If the application drops a `poll` while a
+/// callback runs, the next `poll` runs that callback again from the start, so callbacks
+/// should be safe to repeat (a commit is).
 ///
 /// ```
 /// use kafka_client::consumer::{BoxFuture, RebalanceListener, TopicPartition};
@@ -138,6 +140,20 @@ pub trait RebalanceListener: Send + Sync + 'static {
     /// overridden, as in Java.
     fn on_partitions_lost<'a>(&'a self, consumer: &'a Consumer, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
         self.on_partitions_revoked(consumer, partitions)
+    }
+}
+
+/// Holds a listener task while it runs; puts it back if the poll running it is dropped.
+struct Requeue<'a> {
+    shared: &'a Shared,
+    task: Option<AppTask>,
+}
+
+impl Drop for Requeue<'_> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            self.shared.lock().app_tasks.push_front(task);
+        }
     }
 }
 
@@ -390,6 +406,10 @@ impl Consumer {
     }
 
     /// The records as a `Stream` (ends only with the consumer: errors are items).
+    ///
+    /// `poll`, `recv` and the stream are cancel-safe: a call dropped half-way (`select!`,
+    /// `timeout`) loses no record, and a rebalance callback it was running is run again from
+    /// the start by the next call.
     pub fn stream(&self) -> RecordStream<'_> {
         RecordStream { consumer: self, pending: None }
     }
@@ -536,24 +556,40 @@ impl Consumer {
         loop {
             let task = self.shared.lock().app_tasks.pop_front();
             let Some(task) = task else { return };
-            match task {
-                AppTask::Revoke(parts, done) => {
-                    self.revoke(&parts).await;
-                    let _ = done.send(());
-                }
-                AppTask::Lost(parts, done) => {
+            // Cancel safety: if the caller drops this poll future while a listener runs, the
+            // guard puts the task back at the front, and the next poll runs it again from the
+            // start. Without it the revocation would be lost half-done: the membership task
+            // would never hear `done`, and the revoked partitions would stay in the buffers.
+            let mut guard = Requeue { shared: &self.shared, task: Some(task) };
+            enum Kind {
+                Revoke,
+                Lost,
+                Assigned,
+            }
+            let (kind, parts) = match &guard.task {
+                Some(AppTask::Revoke(parts, _)) => (Kind::Revoke, parts.clone()),
+                Some(AppTask::Lost(parts, _)) => (Kind::Lost, parts.clone()),
+                Some(AppTask::Assigned(parts, _)) => (Kind::Assigned, parts.clone()),
+                None => return,
+            };
+            match kind {
+                Kind::Revoke => self.revoke(&parts).await,
+                Kind::Lost => {
                     if let Some(l) = &self.listener {
                         l.on_partitions_lost(self, &parts).await;
                     }
                     self.remove(&parts);
-                    let _ = done.send(());
                 }
-                AppTask::Assigned(parts, done) => {
+                Kind::Assigned => {
                     if let Some(l) = &self.listener {
                         l.on_partitions_assigned(self, &parts).await;
                     }
-                    let _ = done.send(());
                 }
+            }
+            if let Some(AppTask::Revoke(_, done) | AppTask::Lost(_, done) | AppTask::Assigned(_, done)) =
+                guard.task.take()
+            {
+                let _ = done.send(());
             }
         }
     }
