@@ -811,13 +811,12 @@ async fn a_poll_dropped_during_a_revocation_runs_it_again_and_nothing_is_read_tw
         all.extend(b_seen.lock().unwrap().iter().copied());
         all.len()
     };
-    // a polls with deadlines shorter than its 150 ms revocation, except every third poll,
-    // until the group settled and everything was read.
+    // a polls with deadlines shorter than its 150 ms revocation until the revocation was
+    // started twice (so the first run was dropped half-way), then with long ones, until the
+    // group settled and everything was read.
     let deadline = tokio::time::Instant::now() + WAIT;
-    let mut attempt = 0u32;
     loop {
-        attempt += 1;
-        let limit = Duration::from_millis(if attempt % 3 == 0 { 1000 } else { 60 });
+        let limit = Duration::from_millis(if calls.load(Ordering::SeqCst) < 2 { 60 } else { 1000 });
         if let Ok(batch) = tokio::time::timeout(limit, a.poll(Duration::from_millis(50))).await {
             let batch = batch.unwrap();
             a_seen.lock().unwrap().extend(batch.iter().map(|r| (r.partition(), r.offset())));
@@ -845,5 +844,105 @@ async fn a_poll_dropped_during_a_revocation_runs_it_again_and_nothing_is_read_tw
     assert_eq!(handed_out, N, "{} records were handed out twice", handed_out - N);
     b.close().await.unwrap();
     a.close().await.unwrap();
+    cluster.shutdown().await;
+}
+
+/// Consumes `count` records of `trunc`/0 (failing after WAIT) and returns their offsets.
+async fn offsets_of(consumer: &Consumer, count: usize) -> Vec<i64> {
+    take(consumer, count).await.iter().map(ConsumerRecord::offset).collect()
+}
+
+/// KIP-320 after a leader change: the consumer asks the new leader (OffsetForLeaderEpoch)
+/// where the epoch it fetched last ends before fetching on. With no truncation it goes on
+/// where it was; when the new leader's log ends earlier (injected: the bundled broker never
+/// loses acknowledged records), it goes back to the divergence point with a reset policy, and
+/// reports `Error::LogTruncation` with `auto.offset.reset=none`.
+#[tokio::test]
+async fn a_leader_change_validates_the_position_and_handles_a_truncated_log() {
+    use kafka_broker::{Action, Times};
+    use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+    use kafka_protocol::messages::{OffsetForLeaderEpochResponse, ResponseBody};
+    use kafka_protocol::ApiKey;
+    init_logs();
+    let cluster = Cluster::builder().brokers(3).start().await.unwrap();
+    cluster.create_topic("trunc", 1, 3).await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "trunc", 1, 0, 100, Compression::None).await;
+    let tp = TopicPartition::new("trunc", 0);
+    let consumer = |name: &str, reset: &str| {
+        let config = config(&bootstrap, None).set("auto.offset.reset", reset).unwrap().set("client.id", name).unwrap();
+        let c = Consumer::new(config).unwrap();
+        c.assign([tp.clone()]).unwrap();
+        c
+    };
+    let plain = consumer("plain", "earliest");
+    let resetting = consumer("resetting", "earliest");
+    for c in [&plain, &resetting] {
+        assert_eq!(offsets_of(c, 100).await, (0..100).collect::<Vec<_>>());
+    }
+    // Positioned by a seek, without a leader epoch, and with no reset policy.
+    let strict = consumer("strict", "none");
+    strict.seek(&tp, 100).unwrap();
+
+    // To `resetting` and `strict`, the new leaders claim their log ended at 60 for the first
+    // epoch; `plain` gets the real broker's answer.
+    let before = cluster.partition_stats("trunc", 0).await.unwrap();
+    let epoch = before.leader_epoch;
+    cluster
+        .intercept(ApiKey::OffsetForLeaderEpoch, Times::Always, move |req| {
+            if req.client_id == Some("plain") {
+                return Action::Pass;
+            }
+            Action::Respond(ResponseBody::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse {
+                topics: vec![OffsetForLeaderTopicResult {
+                    topic: "trunc".into(),
+                    partitions: vec![EpochEndOffset {
+                        partition: 0,
+                        leader_epoch: epoch,
+                        end_offset: 60,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }))
+        })
+        .await
+        .unwrap();
+    let next = before.leader % 3 + 1;
+    cluster.set_leader("trunc", 0, Some(next)).await.unwrap();
+    produce(&bootstrap, "trunc", 1, 100, 50, Compression::None).await;
+    assert_eq!(offsets_of(&plain, 50).await, (100..150).collect::<Vec<_>>(), "no truncation: it goes on");
+    let asked: BTreeSet<String> = cluster
+        .request_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.api_key == ApiKey::OffsetForLeaderEpoch)
+        .filter_map(|r| r.client_id)
+        .collect();
+    assert!(asked.contains("plain"), "the position was not validated after the leader change: {asked:?}");
+    // `resetting` has read 0..100 under the old epoch: it goes back to 60.
+    assert_eq!(offsets_of(&resetting, 90).await, (60..150).collect::<Vec<_>>(), "repositioned at the divergence");
+    // `strict` was positioned at 100 without an epoch: the first fetch learns the epoch of
+    // the records it reads; nothing to validate until the leader changes again.
+    assert_eq!(offsets_of(&strict, 50).await, (100..150).collect::<Vec<_>>());
+    cluster.set_leader("trunc", 0, Some(next % 3 + 1)).await.unwrap();
+    let err = tokio::time::timeout(WAIT, async {
+        loop {
+            match strict.poll(Duration::from_millis(100)).await {
+                Ok(batch) => assert!(batch.is_empty(), "records after a truncation with reset=none"),
+                Err(e) => return e,
+            }
+        }
+    })
+    .await
+    .expect("no truncation error");
+    match err {
+        Error::LogTruncation { position, end_offset, .. } => {
+            assert_eq!((position, end_offset), (150, 60));
+        }
+        other => panic!("expected LogTruncation, got {other}"),
+    }
     cluster.shutdown().await;
 }

@@ -13,7 +13,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{
+    FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
 use kafka_protocol::primitives::Uuid;
 use kafka_protocol::{frame, ApiKey, ErrorCode};
 use tokio::task::JoinSet;
@@ -71,6 +74,123 @@ struct FetchDone {
 
 struct ResolveDone {
     results: Vec<(TopicPartition, u64, Result<Option<Position>>, Need)>,
+    validated: Vec<(TopicPartition, u64, Validation)>,
+}
+
+/// What the leader said of a position after a leader change (KIP-320).
+#[derive(Debug)]
+enum Validation {
+    /// The log holds what was fetched: fetch on, under this leader epoch.
+    Valid(i32),
+    /// The log ends at `end_offset` for the epoch fetched last, before the fetch position.
+    Truncated { end_offset: i64, leader_epoch: i32 },
+    /// The leader knows nothing of the epoch fetched last (undefined epoch or offset).
+    Unknown,
+    /// Ask again later (a retriable error; the metadata is refreshed).
+    Retry(Error),
+    /// An error the application must see (not authorized, say).
+    Failed(Error),
+}
+
+/// The error for a truncated log when `auto.offset.reset` is `none` (`end_offset` -1: the
+/// leader did not know the epoch).
+fn truncation(tp: &TopicPartition, position: i64, end_offset: i64) -> Error {
+    Error::LogTruncation { topic: tp.topic.clone(), partition: tp.partition, position, end_offset }
+}
+
+/// Asks each partition's leader where the epoch of its fetch position ends
+/// (OffsetForLeaderEpoch v3+, as the Java consumer; brokers without it are not asked and
+/// the position stands, as in Java).
+async fn validate_positions(
+    shared: &Arc<Shared>,
+    items: Vec<(TopicPartition, u64, Position)>,
+) -> Vec<(TopicPartition, u64, Validation)> {
+    let mut out = Vec::new();
+    if items.is_empty() {
+        return out;
+    }
+    let metadata = shared.client.metadata();
+    let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, u64, Position, i32)>> = BTreeMap::new();
+    for (tp, epoch, pos) in items {
+        let current = metadata.topic(&tp.topic).and_then(|t| t.partition(tp.partition)).map_or(-1, |m| m.leader_epoch);
+        match metadata.leader(&tp.topic, tp.partition) {
+            Some(node) => by_leader.entry(node).or_default().push((tp, epoch, pos, current)),
+            None => {
+                shared.client.request_refresh();
+                let e = Error::kafka(ErrorCode::LeaderNotAvailable, Some(format!("validating {tp}")));
+                out.push((tp, epoch, Validation::Retry(e)));
+            }
+        }
+    }
+    for (node, parts) in by_leader {
+        let answer: Result<Option<OffsetForLeaderEpochResponse>> = async {
+            let conn = shared.client.connection(node).await?;
+            let Ok(version) = conn.version(ApiKey::OffsetForLeaderEpoch, 3) else { return Ok(None) };
+            let mut topics: BTreeMap<&str, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
+            for (tp, _, pos, current) in &parts {
+                topics.entry(tp.topic.as_str()).or_default().push(OffsetForLeaderPartition {
+                    partition: tp.partition,
+                    current_leader_epoch: *current,
+                    leader_epoch: pos.leader_epoch.unwrap_or(-1),
+                    ..Default::default()
+                });
+            }
+            let request = OffsetForLeaderEpochRequest {
+                replica_id: -1,
+                topics: topics
+                    .into_iter()
+                    .map(|(topic, partitions)| OffsetForLeaderTopic {
+                        topic: topic.to_owned(),
+                        partitions,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            Ok(Some(conn.request_at(&request, version).await?))
+        }
+        .await;
+        for (tp, epoch, pos, current) in parts {
+            let v = match &answer {
+                Ok(None) => Validation::Valid(current),
+                Err(e) => Validation::Retry(e.clone()),
+                Ok(Some(response)) => {
+                    let found = response
+                        .topics
+                        .iter()
+                        .filter(|t| t.topic == tp.topic)
+                        .flat_map(|t| t.partitions.iter())
+                        .find(|p| p.partition == tp.partition);
+                    match found {
+                        None => Validation::Retry(Error::kafka(
+                            ErrorCode::UnknownServerError,
+                            Some(format!("no answer for {tp} in OffsetForLeaderEpoch")),
+                        )),
+                        Some(r) => match ErrorCode::from_code(r.error_code) {
+                            ErrorCode::None if r.end_offset < 0 || r.leader_epoch < 0 => Validation::Unknown,
+                            ErrorCode::None if r.end_offset < pos.offset => {
+                                Validation::Truncated { end_offset: r.end_offset, leader_epoch: r.leader_epoch }
+                            }
+                            ErrorCode::None => Validation::Valid(current),
+                            code @ (ErrorCode::FencedLeaderEpoch
+                            | ErrorCode::UnknownLeaderEpoch
+                            | ErrorCode::NotLeaderOrFollower
+                            | ErrorCode::UnknownTopicOrPartition) => {
+                                shared.client.request_refresh();
+                                Validation::Retry(Error::kafka(code, Some(format!("validating {tp}"))))
+                            }
+                            code if code.is_retriable() => {
+                                Validation::Retry(Error::kafka(code, Some(format!("validating {tp}"))))
+                            }
+                            code => Validation::Failed(Error::kafka(code, Some(format!("validating {tp}")))),
+                        },
+                    }
+                }
+            };
+            out.push((tp, epoch, v));
+        }
+    }
+    out
 }
 
 /// Runs until the consumer closes.
@@ -137,6 +257,7 @@ fn plan_resolution(
 ) -> (Option<impl std::future::Future<Output = ResolveDone> + Send + 'static>, Option<Instant>) {
     let now = Instant::now();
     let mut work: Vec<(TopicPartition, u64, Need)> = Vec::new();
+    let mut validate: Vec<(TopicPartition, u64, Position)> = Vec::new();
     let mut wake: Option<Instant> = None;
     {
         let mut st = shared.lock();
@@ -149,15 +270,26 @@ fn plan_resolution(
                 continue;
             }
             p.resolving = true;
+            if p.need == Need::Validate {
+                match p.fetch_position {
+                    Some(pos) => validate.push((tp.clone(), p.epoch, pos)),
+                    None => {
+                        p.resolving = false;
+                        p.need = Need::Nothing;
+                    }
+                }
+                continue;
+            }
             work.push((tp.clone(), p.epoch, p.need));
         }
     }
-    if work.is_empty() {
+    if work.is_empty() && validate.is_empty() {
         return (None, wake);
     }
     let shared = shared.clone();
     (
         Some(async move {
+            let validated = validate_positions(&shared, validate).await;
             let mut results = Vec::new();
             // Committed offsets first; partitions without one fall back to the reset policy.
             let committed: Vec<TopicPartition> =
@@ -210,7 +342,7 @@ fn plan_resolution(
                         plan.push((tp, epoch, need));
                         continue;
                     }
-                    Need::Nothing => continue,
+                    Need::Nothing | Need::Validate => continue,
                 };
                 match policy {
                     OffsetReset::Earliest => {
@@ -261,7 +393,7 @@ fn plan_resolution(
                     results.push((tp, epoch, r, need));
                 }
             }
-            ResolveDone { results }
+            ResolveDone { results, validated }
         }),
         wake,
     )
@@ -301,6 +433,55 @@ fn handle_resolution(shared: &Arc<Shared>, done: ResolveDone) {
                     st.errors.push_back(e);
                     wake_app = true;
                 }
+            }
+        }
+    }
+    let reset = shared.config.auto_offset_reset;
+    for (tp, epoch, v) in done.validated {
+        let Some(p) = st.parts.get_mut(&tp) else { continue };
+        if p.epoch != epoch {
+            continue;
+        }
+        p.resolving = false;
+        let position = p.position.or(p.fetch_position).map_or(-1, |x| x.offset);
+        match v {
+            Validation::Valid(leader_epoch) => {
+                p.need = Need::Nothing;
+                p.validated_leader_epoch = leader_epoch;
+                p.backoff_until = None;
+            }
+            Validation::Retry(e) => {
+                tracing::debug!(partition = %tp, error = %e, "position validation failed; retrying");
+                p.backoff_until = Some(Instant::now() + backoff);
+            }
+            Validation::Failed(e) => {
+                p.need = Need::Nothing;
+                p.stalled = true;
+                st.errors.push_back(e);
+                wake_app = true;
+            }
+            Validation::Truncated { end_offset, .. } if reset == OffsetReset::None => {
+                p.need = Need::Nothing;
+                p.stalled = true;
+                st.errors.push_back(truncation(&tp, position, end_offset));
+                wake_app = true;
+            }
+            Validation::Unknown if reset == OffsetReset::None => {
+                p.need = Need::Nothing;
+                p.stalled = true;
+                st.errors.push_back(truncation(&tp, position, -1));
+                wake_app = true;
+            }
+            Validation::Truncated { end_offset, leader_epoch } => {
+                // As Java: go back to the first offset known to diverge (never forward past
+                // what the application has not seen yet).
+                tracing::warn!(partition = %tp, position, end_offset, "log truncation detected after a leader change; repositioning");
+                let pos = Position { offset: end_offset.min(position.max(0)), leader_epoch: Some(leader_epoch) };
+                st.reposition(&tp, Some(pos), Need::Nothing);
+            }
+            Validation::Unknown => {
+                tracing::warn!(partition = %tp, position, "the new leader does not know the fetched epoch; resetting");
+                st.reposition(&tp, None, Need::Reset(reset));
             }
         }
     }
@@ -350,6 +531,18 @@ fn plan_fetches(
                 p.backoff_until = None;
             }
             let meta = metadata.topic(&tp.topic).and_then(|t| t.partition(tp.partition));
+            if let Some(m) = meta.filter(|m| m.leader_epoch >= 0) {
+                if p.validated_leader_epoch < 0 || pos.leader_epoch.is_none() {
+                    // First fetch at this position: Fetch's last_fetched_epoch (v12+) lets
+                    // the leader report a divergence itself.
+                    p.validated_leader_epoch = m.leader_epoch;
+                } else if m.leader_epoch > p.validated_leader_epoch {
+                    // A new leader (KIP-320): check the position against its log first.
+                    p.need = Need::Validate;
+                    next_wake = Some(now);
+                    continue;
+                }
+            }
             let leader = metadata.leader(&tp.topic, tp.partition);
             let node = match p.preferred_replica {
                 Some((node, until)) if until > now && metadata.brokers.contains_key(&node) => Some(node),

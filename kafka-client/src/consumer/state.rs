@@ -33,6 +33,10 @@ pub(crate) enum Need {
     Reset(OffsetReset),
     /// Seek to the first offset whose timestamp is at least this.
     Timestamp(i64),
+    /// The partition's leader epoch changed since the position was last checked: ask the
+    /// leader (OffsetForLeaderEpoch, KIP-320) whether the log still holds what was fetched
+    /// before fetching on (a truncation is handled as the reset policy says).
+    Validate,
 }
 
 /// One assigned partition.
@@ -68,6 +72,9 @@ pub(crate) struct PartState {
     pub consumed: Option<Position>,
     /// The `poll`/`recv` call that last handed out records of this partition (0: none).
     pub last_call: u64,
+    /// The leader epoch the fetch position was last fetched or validated under (-1: none
+    /// yet); a higher epoch in the metadata means a new leader whose log must be checked.
+    pub validated_leader_epoch: i32,
 }
 
 impl PartState {
@@ -91,6 +98,7 @@ impl PartState {
             preferred_replica: None,
             consumed: None,
             last_call: 0,
+            validated_leader_epoch: -1,
         }
     }
 
@@ -204,6 +212,7 @@ impl State {
         p.stalled = false;
         p.backoff_until = None;
         p.last_call = 0;
+        p.validated_leader_epoch = -1;
         true
     }
 
