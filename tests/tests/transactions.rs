@@ -15,53 +15,14 @@ use kafka_client::{
     Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, Error, OffsetAndMetadata, Persistence, Producer,
     ProducerConfig, ProducerRecord, TopicPartition,
 };
+use kafka_integration_tests::txn::txn_config;
 use kafka_integration_tests::{init_logs, seq_of, unique_value};
 use kafka_protocol::{ApiKey, ErrorCode};
 use rand::{Rng, SeedableRng};
 
-fn txn_config(bootstrap: &str, id: &str) -> ProducerConfig {
-    ProducerConfig::new(bootstrap)
-        .transactional_id(id)
-        .linger(Duration::from_millis(1))
-        .retry_backoff(Duration::from_millis(10))
-        .max_block(Duration::from_secs(20))
-}
-
-/// Every record of `topic` as a consumer at `isolation` sees it, read from the start up to
-/// the end offsets (the last stable offset for read_committed).
+/// Every record of `topic` as a consumer at `isolation` sees it (the shared helper, unwrapped).
 async fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<ConsumerRecord> {
-    let consumer = Consumer::new(
-        ConsumerConfig::new(bootstrap)
-            .set("isolation.level", isolation)
-            .unwrap()
-            .set("auto.offset.reset", "earliest")
-            .unwrap()
-            .set("fetch.max.wait.ms", "50")
-            .unwrap(),
-    )
-    .unwrap();
-    let tps: Vec<TopicPartition> = (0..partitions).map(|p| TopicPartition::new(topic, p)).collect();
-    consumer.assign(tps.clone()).unwrap();
-    let ends = consumer.end_offsets(&tps).await.unwrap();
-    let mut out = Vec::new();
-    loop {
-        let mut done = true;
-        for tp in &tps {
-            if consumer.position(tp).await.unwrap() < ends[tp] {
-                done = false;
-            }
-        }
-        if done {
-            break;
-        }
-        let batch = tokio::time::timeout(Duration::from_secs(30), consumer.poll(Duration::from_millis(200)))
-            .await
-            .expect("reading back stalled")
-            .unwrap();
-        out.extend(batch);
-    }
-    consumer.close().await.unwrap();
-    out
+    kafka_integration_tests::txn::read_all(bootstrap, topic, partitions, isolation).await.unwrap()
 }
 
 fn seqs(records: &[ConsumerRecord]) -> Vec<u64> {
