@@ -85,17 +85,17 @@ async fn r17_commit_and_heartbeat_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r7_coordinators_move_mid_transaction_and_mid_commit() {
-    scenario(Scenario::R7, 3_000, 7).await;
+    scenario(Scenario::R7, 6_000, 7).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r9_every_third_transaction_aborted() {
-    scenario(Scenario::R9, 30_000, 9).await;
+    scenario(Scenario::R9, 100_000, 9).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r10_zombie_fenced() {
-    scenario(Scenario::R10, 5_000, 10).await;
+    scenario(Scenario::R10, 10_000, 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
