@@ -34,6 +34,9 @@ pub fn check_frame_size(prefix: [u8; 4], max: usize) -> Result<usize> {
     Ok(size)
 }
 
+/// The least [`FrameDecoder::decode`] reserves for an incomplete frame.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// Splits size-prefixed frames off the front of a growing buffer.
 ///
 /// ```
@@ -69,8 +72,11 @@ impl FrameDecoder {
     }
 
     /// Returns the next complete frame (without its size prefix), or `None` if more bytes are
-    /// needed. When a frame is incomplete, reserves room for the rest of it in `buf` (its size
-    /// already checked against the maximum). An error means the stream can no longer be
+    /// needed. When a frame is incomplete, reserves room for more of it in `buf` (its size
+    /// already checked against the maximum): as much again as has arrived, at least 64 KiB,
+    /// never more than the rest of the frame. So the buffer grows geometrically with the
+    /// bytes actually received, never to a size the peer merely claimed (a prefix claiming
+    /// 100 MiB followed by nothing costs 64 KiB). An error means the stream can no longer be
     /// trusted and the connection should be closed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>> {
         let Some(prefix) = buf.get(..4) else {
@@ -79,7 +85,11 @@ impl FrameDecoder {
         let prefix: [u8; 4] = prefix.try_into().unwrap_or_default();
         let size = check_frame_size(prefix, self.max)?;
         if buf.len() < 4 + size {
-            buf.reserve(4 + size - buf.len());
+            let rest = 4 + size - buf.len();
+            let room = buf.capacity() - buf.len();
+            if room < rest {
+                buf.reserve(rest.min(buf.len().max(RESERVE_STEP)));
+            }
             return Ok(None);
         }
         buf.advance(4);
@@ -306,6 +316,32 @@ mod tests {
         let mut buf = BytesMut::from(&2048i32.to_be_bytes()[..]);
         assert!(matches!(d.decode(&mut buf), Err(ProtocolError::FrameTooLarge { size: 2048, max: 1024, hint: "" })));
         assert!(buf.capacity() < 2048);
+    }
+
+    #[test]
+    fn an_incomplete_frame_reserves_by_the_bytes_received_not_the_size_claimed() {
+        let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_SIZE);
+        // A prefix claiming 100 MiB - 1, then 100 bytes.
+        let mut buf = BytesMut::from(&((100 << 20) - 1i32).to_be_bytes()[..]);
+        buf.extend_from_slice(&[7u8; 100]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        assert!(buf.capacity() <= 2 * RESERVE_STEP, "reserved {} bytes", buf.capacity());
+        // A real frame of 1 MiB arriving in 10 KiB pieces: the buffer grows with it, and the
+        // frame comes out whole.
+        let size = 1 << 20;
+        let mut buf = BytesMut::from(&(size as i32).to_be_bytes()[..]);
+        let mut sent = 0;
+        let frame = loop {
+            if let Some(f) = d.decode(&mut buf).unwrap() {
+                break f;
+            }
+            // (BytesMut itself at least doubles a buffer it reallocates.)
+            assert!(buf.capacity() <= 4 * (buf.len() + RESERVE_STEP), "{} for {}", buf.capacity(), buf.len());
+            let piece = (size - sent).min(10 * 1024);
+            buf.extend_from_slice(&vec![1u8; piece]);
+            sent += piece;
+        };
+        assert_eq!(frame.len(), size);
     }
 
     #[test]

@@ -187,6 +187,36 @@ impl Checker {
         txn: Option<u64>,
     ) -> Result<(u64, DeliveryFuture), Error> {
         let (id, value) = self.next_value(tag, txn);
+        self.send_value(producer, id, value, partition).await
+    }
+
+    /// Like [`Self::send`], but the value is the id followed by `payload` (instead of the
+    /// padding): a pipeline forwarding an input record puts the input's value there, so the
+    /// output names both its own send and the input it came from.
+    ///
+    /// # Errors
+    /// What `Producer::send` returned.
+    pub async fn send_payload(
+        &self,
+        producer: &Producer,
+        tag: u16,
+        partition: Option<i32>,
+        txn: Option<u64>,
+        payload: &[u8],
+    ) -> Result<(u64, DeliveryFuture), Error> {
+        let (id, _) = self.next_value(tag, txn);
+        let mut value = id.to_be_bytes().to_vec();
+        value.extend_from_slice(payload);
+        self.send_value(producer, id, value, partition).await
+    }
+
+    async fn send_value(
+        &self,
+        producer: &Producer,
+        id: u64,
+        value: Vec<u8>,
+        partition: Option<i32>,
+    ) -> Result<(u64, DeliveryFuture), Error> {
         let mut record = ProducerRecord::new(&self.topic).value(&value);
         if let Some(p) = partition {
             record = record.partition(p);
@@ -224,6 +254,21 @@ impl Checker {
     /// How many distinct values consumers handed out so far.
     pub fn consumed_distinct(&self) -> usize {
         self.lock().consumed.iter().map(|c| c.id).collect::<HashSet<_>>().len()
+    }
+
+    /// The ids of every value acknowledged as persisted.
+    pub fn acked_ids(&self) -> HashSet<u64> {
+        self.lock()
+            .sent
+            .iter()
+            .filter(|(_, s)| matches!(s.outcome, Outcome::Persisted { .. }))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Every distinct value id consumers handed out so far.
+    pub fn consumed_ids(&self) -> HashSet<u64> {
+        self.lock().consumed.iter().map(|c| c.id).collect()
     }
 
     /// Per partition, the highest offset consumers handed out so far.

@@ -5,6 +5,7 @@
 
 pub mod checker;
 pub mod scenario;
+pub mod txn;
 
 pub use checker::{Checker, Figures, Outcome};
 

@@ -4,9 +4,10 @@
 //! `tests/reliability.rs` run each at a small size; the `chaos` binary runs the same code
 //! long (`--records`, `--minutes`).
 //!
-//! Scenarios that need client-side transactions (R7, R9, R10, R13, R14) are listed in
-//! [`Scenario::ALL`] but [`run`] answers them with [`RunError::Unsupported`] until the
-//! transactional producer exists: adding one is a new arm in [`run`].
+//! The transactional scenarios (R7, R9, R10, R13) are in `scenario/txn.rs`; R14, the
+//! combined soak, runs the exactly-once pipeline of `scenario/pipeline.rs` with every fault
+//! of R1, R2, R7 and R8 at once ([`eos_pipeline`], which `tests/transactions.rs` also runs
+//! with a subset of the faults).
 
 use std::fmt;
 use std::future::Future;
@@ -21,6 +22,11 @@ use kafka_protocol::{ApiKey, ErrorCode};
 
 use crate::checker::{Checker, Figures};
 use crate::ReadRecord;
+
+mod pipeline;
+mod txn;
+
+pub use pipeline::{eos_pipeline, PipelineFaults};
 
 /// One row of RELIABILITY.md's scenario table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,7 +120,7 @@ impl Scenario {
         }
     }
 
-    /// Whether the scenario needs client-side transactions (not written yet).
+    /// Whether the scenario uses client-side transactions.
     pub fn needs_transactions(self) -> bool {
         matches!(self, Scenario::R7 | Scenario::R9 | Scenario::R10 | Scenario::R13 | Scenario::R14)
     }
@@ -138,7 +144,7 @@ pub struct Params {
 /// Why a scenario could not run to its figures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunError {
-    /// The scenario needs something not written yet (client transactions).
+    /// The scenario needs something this build does not have.
     Unsupported(&'static str),
     /// The run itself failed (the cluster, a client call, a timeout).
     Failed(String),
@@ -256,7 +262,6 @@ impl Rng {
 /// Runs one scenario.
 ///
 /// # Errors
-/// [`RunError::Unsupported`] for the scenarios that need client transactions;
 /// [`RunError::Failed`] when the run could not finish (a report with broken invariants is
 /// still `Ok`: check it with [`Report::check`]).
 pub async fn run(scenario: Scenario, params: Params) -> Result<Report, RunError> {
@@ -274,9 +279,11 @@ pub async fn run(scenario: Scenario, params: Params) -> Result<Report, RunError>
         Scenario::R15 => r15_all_down(params).await?,
         Scenario::R16 => r16_latency(params).await?,
         Scenario::R17 => r17_group_errors(params).await?,
-        Scenario::R7 | Scenario::R9 | Scenario::R10 | Scenario::R13 | Scenario::R14 => {
-            return Err(RunError::Unsupported("needs the client's transactional producer"))
-        }
+        Scenario::R7 => txn::r7_coordinator_moves(params).await?,
+        Scenario::R9 => txn::r9_every_third_aborted(params).await?,
+        Scenario::R10 => txn::r10_zombie(params).await?,
+        Scenario::R13 => txn::r13_end_txn_delayed(params).await?,
+        Scenario::R14 => eos_pipeline(params, PipelineFaults::ALL).await?,
     };
     Ok(Report { scenario, params, figures, extra, elapsed: started.elapsed() })
 }
@@ -352,9 +359,12 @@ struct Tail {
 }
 
 impl Tail {
-    fn start(cluster: &Cluster, checker: &Arc<Checker>) -> Result<Tail, RunError> {
+    /// `read_committed`: the consumer's isolation level (else read_uncommitted).
+    fn start(cluster: &Cluster, checker: &Arc<Checker>, read_committed: bool) -> Result<Tail, RunError> {
+        let isolation = if read_committed { "read_committed" } else { "read_uncommitted" };
         let config = ConsumerConfig::new(&cluster.bootstrap_servers())
             .set("auto.offset.reset", "earliest")
+            .and_then(|c| c.set("isolation.level", isolation))
             .and_then(|c| c.set("fetch.max.wait.ms", "50"))
             .map_err(failed("consumer config"))?;
         let consumer = Consumer::new(config).map_err(failed("consumer"))?;
@@ -439,7 +449,7 @@ async fn r2_leader_moves(p: Params) -> Result<(Figures, Extra), RunError> {
         }))
         .await
         .map_err(failed("chaos"))?;
-    let tail = Tail::start(&cluster, &checker)?;
+    let tail = Tail::start(&cluster, &checker, false)?;
     let producer = Producer::new(producer_config(&cluster)).map_err(failed("producer"))?;
     let mut rng = Rng::new(p.seed ^ 2);
     let moves = AtomicU64::new(0);
@@ -770,7 +780,7 @@ async fn r11_restarts(p: Params) -> Result<(Figures, Extra), RunError> {
     let cluster = cluster(3).await?;
     cluster.create_topic(TOPIC, 6, 3).await.map_err(failed("create topic"))?;
     let checker = Arc::new(Checker::new(TOPIC, 6, PAD));
-    let tail = Tail::start(&cluster, &checker)?;
+    let tail = Tail::start(&cluster, &checker, false)?;
     let producer = Producer::new(producer_config(&cluster)).map_err(failed("producer"))?;
     let mut step = 0i32;
     let (c, ch) = (&cluster, &checker);

@@ -29,8 +29,38 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::records::{BatchOptions, ProducerState, RecordBatchBuilder};
 use kafka_protocol::ApiKey;
+use peak_alloc::PeakAlloc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Counts the bytes this test binary has allocated, current and peak (`peak_alloc` wraps
+/// `System`; the workspace forbids `unsafe`, so the wrapper is that small crate's), so each
+/// malformed case can show its memory stayed bounded by what was received, not by a size
+/// claimed on the wire. The tests of this binary take [`SERIAL`], so the counts are one
+/// test's.
+#[global_allocator]
+static ALLOCATOR: PeakAlloc = PeakAlloc;
+
+/// Serialises the tests of this binary (libtest runs them on parallel threads), so that the
+/// allocation counts of one are not another's.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A malformed case may make the client allocate this much above where it started (the
+/// fake broker's own buffers, a connection, a consumer), never what the wire claims.
+const MEMORY_BOUND: usize = 4 << 20;
+
+/// Starts measuring: the peak is reset to the current count, which is returned.
+fn measure_from_here() -> usize {
+    ALLOCATOR.reset_peak_usage();
+    ALLOCATOR.current_usage()
+}
+
+/// Asserts that the peak since `base` stayed within [`MEMORY_BOUND`]; returns it.
+fn assert_bounded(what: &str, base: usize) -> usize {
+    let grown = ALLOCATOR.peak_usage().saturating_sub(base);
+    assert!(grown < MEMORY_BOUND, "{what}: the peak allocation grew by {grown} bytes (bound {MEMORY_BOUND})");
+    grown
+}
 
 /// What the fake broker does with a request (not ApiVersions, which it always answers well).
 enum Reply {
@@ -189,6 +219,7 @@ async fn connect(fake: &FakeBroker) -> Connection {
 /// is answered well throughout).
 #[tokio::test]
 async fn malformed_responses_fail_typed_close_their_connection_and_spare_the_others() {
+    let _serial = SERIAL.lock().await;
     init_logs();
     let lying_count = {
         // Metadata v1 body: brokers array claiming 54 million entries, then 4 bytes.
@@ -215,7 +246,21 @@ async fn malformed_responses_fail_typed_close_their_connection_and_spare_the_oth
             Box::new(|c| Reply::RawThenClose(frame_v0(c, &[0u8; 40])[..20].to_vec())),
         ),
         ("unknown correlation id", Box::new(|c| Reply::Raw(frame_v0(c.wrapping_add(1000), &[0u8; 8])))),
+        (
+            "frame length just below the maximum, then the connection closes",
+            Box::new(|_| {
+                let mut v = ((100 << 20) - 1i32).to_be_bytes().to_vec();
+                v.extend([0u8; 100]);
+                Reply::RawThenClose(v)
+            }),
+        ),
         ("array count far above the bytes", Box::new(move |c| Reply::Raw(frame_v0(c, &lying_count)))),
+        ("array count 2^31 - 1", {
+            let mut b = Vec::new();
+            b.extend(i32::MAX.to_be_bytes());
+            b.extend([0, 0, 0, 1]);
+            Box::new(move |c| Reply::Raw(frame_v0(c, &b)))
+        }),
         ("body truncated inside the frame", Box::new(|c| Reply::Raw(frame_v0(c, &[0, 0, 0, 1, 0, 0])))),
         ("invalid UTF-8 in a string", {
             let bad = bad_utf8.clone();
@@ -227,6 +272,7 @@ async fn malformed_responses_fail_typed_close_their_connection_and_spare_the_oth
         }),
     ];
     for (what, bad) in cases {
+        let base = measure_from_here();
         let bad: Arc<dyn Fn(i32) -> Reply + Send + Sync> = Arc::from(bad);
         let b = bad.clone();
         let fake = FakeBroker::start(Box::new(move |conn, api, version, corr| match (conn, api) {
@@ -268,6 +314,8 @@ async fn malformed_responses_fail_typed_close_their_connection_and_spare_the_oth
         let ok: MetadataResponse = healthy.request_at(&request, 1).await.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(ok.brokers.len(), 1, "{what}");
         assert!(!healthy.is_closed(), "{what}");
+        let grown = assert_bounded(what, base);
+        println!("{what}: peak allocation +{grown} bytes");
     }
 }
 
@@ -368,6 +416,7 @@ async fn poll_for(c: &Consumer, d: Duration) -> (Vec<(i32, i64)>, Vec<Error>) {
 /// says why with a typed error (never a panic or a record made of garbage).
 #[tokio::test]
 async fn corrupt_record_batches_are_refused_with_typed_errors() {
+    let _serial = SERIAL.lock().await;
     init_logs();
     let corruptions: Vec<(&str, Corruption)> = vec![
         ("wrong CRC-32C", |b| {
@@ -379,8 +428,11 @@ async fn corrupt_record_batches_are_refused_with_typed_errors() {
         ("negative batch length", |b| b[8..12].copy_from_slice(&(-40i32).to_be_bytes())),
         ("batch length below the header", |b| b[8..12].copy_from_slice(&20i32.to_be_bytes())),
         ("record count far above the bytes", |b| b[57..61].copy_from_slice(&54_000_000i32.to_be_bytes())),
+        ("record count 2^31 - 1", |b| b[57..61].copy_from_slice(&i32::MAX.to_be_bytes())),
+        ("batch length 2 GiB", |b| b[8..12].copy_from_slice(&i32::MAX.to_be_bytes())),
     ];
     for (what, corrupt) in corruptions {
+        let base = measure_from_here();
         let fake = fetch_broker(move |version, corr| {
             let mut b = batch(0, 3);
             corrupt(&mut b);
@@ -392,7 +444,7 @@ async fn corrupt_record_batches_are_refused_with_typed_errors() {
         // A truncated tail is legitimately skipped (KIP-74), so "past the end" may give no
         // error at all; the others must say what is wrong.
         assert!(records.is_empty(), "{what}: records handed out from a corrupt batch: {records:?}");
-        if what != "batch length past the end" {
+        if what != "batch length past the end" && what != "batch length 2 GiB" {
             assert!(!errors.is_empty(), "{what}: no error reported");
             assert!(
                 errors.iter().all(|e| matches!(e, Error::Corrupt { .. } | Error::Protocol { .. })),
@@ -400,6 +452,8 @@ async fn corrupt_record_batches_are_refused_with_typed_errors() {
             );
         }
         c.close().await.unwrap();
+        let grown = assert_bounded(what, base);
+        println!("{what}: peak allocation +{grown} bytes");
     }
 }
 
@@ -407,6 +461,7 @@ async fn corrupt_record_batches_are_refused_with_typed_errors() {
 /// is handed out for a partition not assigned, and no record twice.
 #[tokio::test]
 async fn fetch_answers_with_unasked_or_repeated_partitions_hand_out_nothing_twice() {
+    let _serial = SERIAL.lock().await;
     init_logs();
     let fake = fetch_broker(|version, corr| {
         let b = batch(0, 3).freeze();
@@ -430,6 +485,7 @@ async fn fetch_answers_with_unasked_or_repeated_partitions_hand_out_nothing_twic
 /// panics or spins.
 #[tokio::test]
 async fn metadata_with_unusable_leaders_fails_sends_with_typed_errors() {
+    let _serial = SERIAL.lock().await;
     init_logs();
     let cases: Vec<(&str, &'static str, i32, i32)> = vec![
         ("leader not among the brokers", "127.0.0.1", -1, 7),

@@ -147,6 +147,11 @@ pub(crate) struct PartitionState {
     pub next_sequence: i32,
     /// The producer epoch `next_sequence` belongs to.
     pub sequence_epoch: i16,
+    /// The sequence after the last batch the broker acknowledged under `sequence_epoch` (0
+    /// before any): the base sequence the broker expects next. A batch starting elsewhere
+    /// that gets OUT_OF_ORDER_SEQUENCE_NUMBER is refused only because an earlier batch is
+    /// still missing (see the sender's `sequence_error`).
+    pub acked_sequence_end: i32,
     /// The partition was added to the current transaction (AddPartitionsToTxn succeeded):
     /// its batches may be sent.
     pub txn_added: bool,

@@ -14,7 +14,11 @@
 //!   sequenced batch that failed and left a gap) waits until nothing is in flight and every
 //!   batch whose earlier attempt had an unknown outcome has been resolved under the old
 //!   epoch; then the epoch is bumped locally (as the Java client does for idempotent
-//!   producers), sequences restart at 0, and queued batches are re-stamped in order.
+//!   producers), sequences restart at 0, and queued batches are re-stamped in order;
+//! - OUT_OF_ORDER_SEQUENCE_NUMBER for a batch that is not the next one the broker expects
+//!   (an earlier batch of the epoch is not acknowledged yet, e.g. it got a retriable
+//!   NOT_LEADER_OR_FOLLOWER while this one was in flight behind it) only retries it, after the
+//!   earlier one: no bump, no failed transaction, as in the Java client.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -324,6 +328,7 @@ impl Sender {
             for p in t.all() {
                 let mut st = p.lock();
                 st.next_sequence = 0;
+                st.acked_sequence_end = 0;
                 st.sequence_epoch = self.epoch;
                 let mut next = 0i32;
                 for b in st.queue.iter_mut() {
@@ -580,6 +585,7 @@ impl Sender {
                     if st.sequence_epoch != self.epoch {
                         st.sequence_epoch = self.epoch;
                         st.next_sequence = 0;
+                        st.acked_sequence_end = 0;
                     }
                     batch.producer = ProducerState {
                         producer_id: self.producer_id,
@@ -788,6 +794,9 @@ impl Sender {
                     if st.in_flight == 0 && st.queue.front().map_or(true, |h| h.attempts == 0) {
                         st.retrying = false;
                     }
+                    if b.has_sequence() && b.producer.producer_epoch == st.sequence_epoch {
+                        st.acked_sequence_end = next_sequence(b.producer.base_sequence, b.record_count);
+                    }
                     drop(st);
                     self.succeed(&p, b, written);
                 }
@@ -863,6 +872,41 @@ impl Sender {
         now: Instant,
     ) {
         let error = Error::kafka(code, message);
+        let not_next = {
+            let st = p.lock();
+            b.has_sequence()
+                && b.producer.producer_epoch == st.sequence_epoch
+                && b.producer.base_sequence != st.acked_sequence_end
+        };
+        if code == ErrorCode::OutOfOrderSequenceNumber && not_next {
+            // Not the batch the broker expects next: an earlier batch of this epoch is not
+            // acknowledged yet (typically it failed retriably, e.g. NOT_LEADER_OR_FOLLOWER,
+            // and this one was already in flight behind it). Nothing is lost, so, as the Java
+            // client does (TransactionManager.canRetry), it is retried after that batch,
+            // without an epoch bump and without failing a transaction. Were the earlier batch
+            // to fail for good, its failure bumps the epoch (or makes the transaction
+            // abortable) and this one is re-stamped.
+            tracing::debug!(topic = %p.topic, partition = p.partition, sequence = b.producer.base_sequence,
+                "out-of-order sequence behind an unacknowledged batch: retrying in order");
+            b.ambiguous = false;
+            let mut st = p.lock();
+            st.resolve_not_written_after(b.ordinal, b.producer.producer_epoch);
+            st.in_flight = st.in_flight.saturating_sub(1);
+            b.attempts = b.attempts.saturating_add(1);
+            let config = &self.inner.config;
+            let out_of_time = now >= b.created + config.delivery_timeout;
+            if out_of_time || b.attempts > config.retries {
+                drop(st);
+                let e = if out_of_time { delivery_timeout_error(Some(error), config.delivery_timeout) } else { error };
+                self.fail(p, b, e);
+                return;
+            }
+            b.last_error = Some(error);
+            b.retry_at = Some(now);
+            st.retrying = true;
+            st.requeue(b);
+            return;
+        }
         if let Some(txn) = &self.inner.txn {
             // Inside a transaction these end it: a fenced epoch ends the producer; a lost
             // sequence makes the transaction abortable, and the abort bumps the epoch.
