@@ -1,7 +1,7 @@
 //! The group coordinator (classic protocol and KIP-848 consumer groups): groups, their members
-//! and committed offsets, on
-//! the state task like everything else (Kafka's `GroupMetadataManager` and
-//! `OffsetMetadataManager`, with the same state machine, timers and error answers).
+//! and committed offsets, on the state task like everything else (Kafka's
+//! `GroupMetadataManager` and `OffsetMetadataManager`, with the same state machines, timers and
+//! error answers).
 //!
 //! - `group.rs`: one group's state machine and members.
 //! - `classic.rs`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup and the timers that end join
