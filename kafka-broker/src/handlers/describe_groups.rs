@@ -2,7 +2,8 @@
 //! metadata and assignment) of each group. As in Kafka, member metadata and assignments are
 //! only given for Stable groups, and a group that does not exist is described as Dead with no
 //! error. v3+ report the authorized operations when asked (every group operation: the
-//! bundled broker has no authorizer).
+//! bundled broker has no authorizer). A KIP-848 consumer group is described as Dead with no error, as
+//! Kafka does before v6 (ConsumerGroupDescribe describes it).
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -38,7 +39,9 @@ pub(crate) fn handle(state: &State, ctx: Ctx<'_>, req: &DescribeGroupsRequest) -
             if !state.is_group_coordinator(ctx.broker, id) {
                 return error(id, ErrorCode::NotCoordinator);
             }
-            let Some(g) = state.groups.groups.get(id) else {
+            // Kafka describes only classic groups here: a consumer group (KIP-848) is Dead
+            // before v6, as a group that does not exist (ConsumerGroupDescribe describes it).
+            let Some(g) = state.groups.groups.get(id).filter(|g| g.consumer.is_none()) else {
                 return DescribedGroup {
                     group_id: id.clone(),
                     group_state: GroupState::Dead.name().to_string(),

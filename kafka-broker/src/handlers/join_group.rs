@@ -2,6 +2,8 @@
 //! (`groups/classic.rs`) and waits there until the join phase ends. v4+ members without an id
 //! are first answered MEMBER_ID_REQUIRED with one (KIP-394); v5+ carry a group instance id
 //! (static membership, KIP-345); v9 lets a restarted static leader skip the assignment.
+//! A KIP-848 consumer group with members refuses it with INCONSISTENT_GROUP_PROTOCOL; an empty
+//! one becomes a classic group.
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
@@ -63,6 +65,11 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &JoinGroupRequest) ->
     if !state.is_group_coordinator(ctx.broker, &req.group_id) {
         // As Kafka's coordinator runtime answers: no member id.
         return Handled::Respond(response(version, JoinResult::error("", ErrorCode::NotCoordinator)).into());
+    }
+    // A consumer group (KIP-848) with members does not take classic members; an empty one
+    // becomes a classic group.
+    if let Err(code) = state.groups.classic_join_to_consumer_group(ctx.now_ms, &req.group_id) {
+        return refuse(code);
     }
     let join = JoinRequest {
         group_id: req.group_id.clone(),
