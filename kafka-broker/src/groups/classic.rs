@@ -223,6 +223,10 @@ impl Coordinator {
             (TimerKey::Heartbeat(group, member), TimerTask::ExpireHeartbeat) => {
                 self.with_group(&group, now, |g, cx| expire_heartbeat(g, cx, &member));
             }
+            (TimerKey::ConsumerSession(group, member), task @ TimerTask::FenceMember)
+            | (TimerKey::ConsumerRebalance(group, member), task @ TimerTask::RevocationTimeout { .. }) => {
+                self.run_consumer_timer(&group, &member, task);
+            }
             (key, task) => tracing::error!(?key, ?task, "timer task does not match its key"),
         }
     }

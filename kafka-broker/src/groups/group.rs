@@ -164,6 +164,9 @@ pub(crate) struct Group {
     /// The broker coordinating the group when it was last looked at; a change means the
     /// coordinator moved and waiting requests must be told.
     pub coordinator: i32,
+    /// Set when the group is a consumer group (KIP-848): then it has no classic members and
+    /// stays Empty as a classic group; this holds its members and epochs.
+    pub consumer: Option<Box<super::consumer::ConsumerGroup>>,
 }
 
 impl Group {
@@ -187,6 +190,7 @@ impl Group {
             offsets: BTreeMap::new(),
             pending_txn_offsets: BTreeMap::new(),
             coordinator,
+            consumer: None,
         }
     }
 
@@ -462,6 +466,9 @@ impl Group {
 
     /// Whether the group consumes `topic`; when unknown, consumer groups are assumed to.
     pub fn is_subscribed_to_topic(&self, topic: &str) -> bool {
+        if let Some(cg) = &self.consumer {
+            return cg.is_subscribed_to_topic(topic);
+        }
         match &self.subscribed_topics {
             Some(topics) => topics.contains(topic),
             None => self.uses_consumer_protocol(),

@@ -22,7 +22,9 @@
 //! broker is stopped, by the next live one. `Cluster::move_coordinator` overrides this for
 //! one group.
 
+pub(crate) mod assignor;
 pub(crate) mod classic;
+pub(crate) mod consumer;
 pub(crate) mod group;
 pub(crate) mod offsets;
 pub(crate) mod timer;
@@ -143,6 +145,17 @@ pub(crate) struct GroupConfig {
     pub offsets_topic_partitions: i32,
     /// `transaction.state.log.num.partitions` (50).
     pub transaction_topic_partitions: i32,
+    /// `group.consumer.heartbeat.interval.ms` (5000): the interval ConsumerGroupHeartbeat
+    /// tells members.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.session.timeout.ms` (45000): a consumer-group member that does not
+    /// heartbeat for this long is removed.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.max.size` (unlimited).
+    pub consumer_max_size: usize,
+    /// `group.consumer.assignors`: the server assignors by name, the default first
+    /// (`uniform`, `range`; Kafka's class names are accepted too).
+    pub consumer_assignors: Vec<String>,
 }
 
 impl Default for GroupConfig {
@@ -157,6 +170,10 @@ impl Default for GroupConfig {
             offsets_retention_check_interval_ms: 600_000,
             offsets_topic_partitions: 50,
             transaction_topic_partitions: 50,
+            consumer_heartbeat_interval_ms: 5000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_max_size: usize::MAX,
+            consumer_assignors: assignor::ASSIGNORS.iter().map(|a| (*a).to_string()).collect(),
         }
     }
 }
@@ -187,6 +204,26 @@ impl GroupConfig {
             "transaction.state.log.num.partitions" => {
                 set(&mut self.transaction_topic_partitions, v.parse().ok().filter(|n: &i32| *n >= 1))
             }
+            "group.consumer.heartbeat.interval.ms" => {
+                set(&mut self.consumer_heartbeat_interval_ms, v.parse().ok().filter(|n: &i32| *n >= 1))
+            }
+            "group.consumer.session.timeout.ms" => {
+                set(&mut self.consumer_session_timeout_ms, v.parse().ok().filter(|n: &i32| *n >= 1))
+            }
+            "group.consumer.max.size" => set(&mut self.consumer_max_size, v.parse().ok().filter(|n: &usize| *n >= 1)),
+            "group.consumer.assignors" => {
+                let names: Vec<String> = v
+                    .split(',')
+                    .filter_map(|a| {
+                        let a = a.trim();
+                        assignor::ASSIGNORS
+                            .iter()
+                            .find(|n| a == **n || a.to_ascii_lowercase().ends_with(&format!("{n}assignor")))
+                    })
+                    .map(|n| (*n).to_string())
+                    .collect();
+                set(&mut self.consumer_assignors, Some(names).filter(|n| !n.is_empty()))
+            }
             _ => {}
         }
     }
@@ -211,7 +248,7 @@ pub(crate) struct Coordinator {
     next_ticket: u64,
     /// The last commit's `record_seq` (commits are ordered as Kafka's commit records are).
     next_commit_seq: u64,
-    ids: SplitMix64,
+    pub(super) ids: SplitMix64,
     last_cleanup_ms: Option<i64>,
 }
 
@@ -289,6 +326,10 @@ impl Coordinator {
         let Coordinator { groups, timers, completions, .. } = self;
         let Some(group) = groups.get_mut(group_id) else { return };
         group.coordinator = to;
+        if group.consumer.is_some() {
+            self.consumer_group_moved(group_id, now);
+            return;
+        }
         for m in group.members_mut() {
             if let Some(w) = m.awaiting_join.take() {
                 completions.push(Completion::Join(w, JoinResult::error(&m.id, ErrorCode::NotCoordinator)));

@@ -99,6 +99,9 @@ impl Coordinator {
             None if version >= 9 => return Err(ErrorCode::GroupIdNotFound),
             None => return Err(ErrorCode::IllegalGeneration),
         };
+        if let Some(cg) = group.consumer.as_deref() {
+            return Coordinator::validate_consumer_commit(cg, member_id, generation, false, version);
+        }
         validate_commit(group, generation, member_id, instance_id, false)?;
         if matches!(group.state, GroupState::Stable | GroupState::PreparingRebalance) {
             self.touch_member(now, group_id, member_id);
@@ -126,6 +129,9 @@ impl Coordinator {
             }
             return Err(ErrorCode::IllegalGeneration);
         };
+        if let Some(cg) = group.consumer.as_deref() {
+            return Coordinator::validate_consumer_commit(cg, member_id, generation, true, 9);
+        }
         validate_commit(group, generation, member_id, instance_id, true)
     }
 
@@ -255,7 +261,10 @@ impl Coordinator {
         topics: &[(String, Vec<i32>)],
     ) -> Result<PartitionErrors, ErrorCode> {
         let group = self.groups.get_mut(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
+        // A consumer group's offsets can go whatever its state (Kafka's
+        // `ConsumerGroup.validateOffsetDelete`), except those of subscribed topics.
         match group.state {
+            _ if group.consumer.is_some() => {}
             GroupState::Dead => return Err(ErrorCode::GroupIdNotFound),
             GroupState::Stable | GroupState::PreparingRebalance | GroupState::CompletingRebalance
                 if !group.uses_consumer_protocol() =>
@@ -296,6 +305,13 @@ impl Coordinator {
     /// DeleteGroups for one group: only an empty group can go, with its offsets.
     pub fn delete_group(&mut self, group_id: &str) -> Result<(), ErrorCode> {
         let group = self.groups.get(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
+        if let Some(cg) = group.consumer.as_deref() {
+            if !cg.is_empty() {
+                return Err(ErrorCode::NonEmptyGroup);
+            }
+            self.remove_group(group_id);
+            return Ok(());
+        }
         match group.state {
             GroupState::Dead => Err(ErrorCode::GroupIdNotFound),
             GroupState::Stable | GroupState::PreparingRebalance | GroupState::CompletingRebalance => {
@@ -309,6 +325,7 @@ impl Coordinator {
     }
 
     fn remove_group(&mut self, group_id: &str) {
+        self.cancel_consumer_timers(group_id);
         if let Some(mut g) = self.groups.remove(group_id) {
             g.transition_to(GroupState::Dead, g.state_timestamp_ms.unwrap_or_default());
             self.timers.cancel(&TimerKey::Join(group_id.to_string()));
@@ -334,7 +351,7 @@ impl Coordinator {
         let mut dead = Vec::new();
         for (id, g) in &mut self.groups {
             let all_expired = if g.has_offsets() { expire_offsets(g, now, retention) } else { true };
-            if all_expired && g.is(GroupState::Empty) {
+            if all_expired && g.is(GroupState::Empty) && g.consumer.as_ref().map_or(true, |cg| cg.is_empty()) {
                 dead.push(id.clone());
             }
         }

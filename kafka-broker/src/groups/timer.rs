@@ -17,6 +17,10 @@ pub(crate) enum TimerKey {
     Sync(String),
     /// A member's session (group id, member id).
     Heartbeat(String, String),
+    /// A consumer-group member's session (group id, member id).
+    ConsumerSession(String, String),
+    /// A consumer-group member's time to revoke partitions (group id, member id).
+    ConsumerRebalance(String, String),
 }
 
 /// What to do when a deadline passes.
@@ -31,6 +35,10 @@ pub(crate) enum TimerTask {
     ExpireSync { generation: i32 },
     /// The member's session ended unless it is waiting in a rebalance.
     ExpireHeartbeat,
+    /// A consumer-group member's session ended: it is fenced.
+    FenceMember,
+    /// A consumer-group member still at `epoch` has not revoked its partitions: it is fenced.
+    RevocationTimeout { epoch: i32 },
 }
 
 /// Deadlines by key, each with the task to run when it passes.

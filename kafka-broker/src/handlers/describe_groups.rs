@@ -38,7 +38,9 @@ pub(crate) fn handle(state: &State, ctx: Ctx<'_>, req: &DescribeGroupsRequest) -
             if !state.is_group_coordinator(ctx.broker, id) {
                 return error(id, ErrorCode::NotCoordinator);
             }
-            let Some(g) = state.groups.groups.get(id) else {
+            // Kafka describes only classic groups here: a consumer group (KIP-848) is Dead
+            // before v6, as a group that does not exist (ConsumerGroupDescribe describes it).
+            let Some(g) = state.groups.groups.get(id).filter(|g| g.consumer.is_none()) else {
                 return DescribedGroup {
                     group_id: id.clone(),
                     group_state: GroupState::Dead.name().to_string(),

@@ -160,6 +160,8 @@ pub(crate) fn error_response(body: &RequestBody, version: i16, code: ErrorCode) 
         RequestBody::ListGroups(_) => super::list_groups::refuse(code).into(),
         RequestBody::DescribeGroups(r) => super::describe_groups::refuse_all(r, code).into(),
         RequestBody::DeleteGroups(r) => super::delete_groups::refuse_all(r, code).into(),
+        RequestBody::ConsumerGroupHeartbeat(_) => super::consumer_group_heartbeat::refuse(code, None).into(),
+        RequestBody::ConsumerGroupDescribe(r) => super::consumer_group_describe::refuse_all(r, code).into(),
         _ => return None,
     })
 }

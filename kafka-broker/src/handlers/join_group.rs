@@ -64,6 +64,11 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &JoinGroupRequest) ->
         // As Kafka's coordinator runtime answers: no member id.
         return Handled::Respond(response(version, JoinResult::error("", ErrorCode::NotCoordinator)).into());
     }
+    // A consumer group (KIP-848) with members does not take classic members; an empty one
+    // becomes a classic group.
+    if let Err(code) = state.groups.classic_join_to_consumer_group(ctx.now_ms, &req.group_id) {
+        return refuse(code);
+    }
     let join = JoinRequest {
         group_id: req.group_id.clone(),
         member_id: req.member_id.clone(),

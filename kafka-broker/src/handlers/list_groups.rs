@@ -1,6 +1,7 @@
 //! ListGroups (key 16), versions 0-5: the groups this broker coordinates (clients ask every
-//! broker), filtered by state (v4+, case-insensitive) and type (v5+; every group here is
-//! "classic").
+//! broker), filtered by state (v4+, case-insensitive) and type (v5+: "classic", or
+//! "consumer" for KIP-848 groups, listed with protocol type "consumer" and their
+//! Empty/Assigning/Reconciling/Stable state).
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
@@ -8,12 +9,15 @@ use kafka_protocol::ErrorCode;
 
 use super::Ctx;
 use crate::cluster::State;
+use crate::groups::group::CONSUMER_PROTOCOL_TYPE;
 
 pub(crate) const MIN_VERSION: i16 = 0;
 pub(crate) const MAX_VERSION: i16 = 5;
 
 /// The type of classic-protocol groups (Kafka's `Group.GroupType.CLASSIC`).
 const CLASSIC: &str = "classic";
+/// The type of next-generation consumer groups (KIP-848, `Group.GroupType.CONSUMER`).
+const CONSUMER: &str = "consumer";
 
 pub(crate) fn refuse(code: ErrorCode) -> ListGroupsResponse {
     ListGroupsResponse { throttle_time_ms: 0, error_code: code.code(), ..Default::default() }
@@ -35,13 +39,17 @@ pub(crate) fn handle(state: &State, ctx: Ctx<'_>, req: &ListGroupsRequest) -> Li
         .groups
         .values()
         .filter(|g| state.is_group_coordinator(ctx.broker, &g.id))
-        .filter(|g| states.is_empty() || states.iter().any(|s| *s == g.state.name().to_ascii_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == CLASSIC))
-        .map(|g| ListedGroup {
+        .map(|g| match g.consumer.as_deref() {
+            Some(cg) => (g, cg.state().name(), CONSUMER, CONSUMER_PROTOCOL_TYPE.to_string()),
+            None => (g, g.state.name(), CLASSIC, g.protocol_type.clone().unwrap_or_default()),
+        })
+        .filter(|(_, st, _, _)| states.is_empty() || states.iter().any(|s| *s == st.to_ascii_lowercase()))
+        .filter(|(_, _, ty, _)| types.is_empty() || types.iter().any(|t| t == ty))
+        .map(|(g, st, ty, protocol_type)| ListedGroup {
             group_id: g.id.clone(),
-            protocol_type: g.protocol_type.clone().unwrap_or_default(),
-            group_state: g.state.name().to_string(),
-            group_type: CLASSIC.to_string(),
+            protocol_type,
+            group_state: st.to_string(),
+            group_type: ty.to_string(),
             ..Default::default()
         })
         .collect();

@@ -5,6 +5,8 @@ pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
+pub(crate) mod consumer_group_describe;
+pub(crate) mod consumer_group_heartbeat;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
@@ -79,6 +81,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, list_groups::MIN_VERSION, list_groups::MAX_VERSION),
     (ApiKey::DescribeGroups, describe_groups::MIN_VERSION, describe_groups::MAX_VERSION),
     (ApiKey::DeleteGroups, delete_groups::MIN_VERSION, delete_groups::MAX_VERSION),
+    (ApiKey::ConsumerGroupHeartbeat, consumer_group_heartbeat::MIN_VERSION, consumer_group_heartbeat::MAX_VERSION),
+    (ApiKey::ConsumerGroupDescribe, consumer_group_describe::MIN_VERSION, consumer_group_describe::MAX_VERSION),
     (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::MIN_VERSION, add_partitions_to_txn::MAX_VERSION),
     (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::MIN_VERSION, add_offsets_to_txn::MAX_VERSION),
     (ApiKey::EndTxn, end_txn::MIN_VERSION, end_txn::MAX_VERSION),
@@ -187,6 +191,12 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Han
         RequestBody::ListGroups(r) => ResponseBody::from(list_groups::handle(state, ctx, r)).into(),
         RequestBody::DescribeGroups(r) => ResponseBody::from(describe_groups::handle(state, ctx, r)).into(),
         RequestBody::DeleteGroups(r) => ResponseBody::from(delete_groups::handle(state, ctx, r)).into(),
+        RequestBody::ConsumerGroupHeartbeat(r) => {
+            ResponseBody::from(consumer_group_heartbeat::handle(state, ctx, r)).into()
+        }
+        RequestBody::ConsumerGroupDescribe(r) => {
+            ResponseBody::from(consumer_group_describe::handle(state, ctx, r)).into()
+        }
         RequestBody::AddPartitionsToTxn(r) => ResponseBody::from(add_partitions_to_txn::handle(state, ctx, r)).into(),
         RequestBody::AddOffsetsToTxn(r) => ResponseBody::from(add_offsets_to_txn::handle(state, ctx, r)).into(),
         RequestBody::EndTxn(r) => ResponseBody::from(end_txn::handle(state, ctx, r)).into(),

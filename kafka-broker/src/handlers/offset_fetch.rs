@@ -48,9 +48,22 @@ fn groups_of(req: &OffsetFetchRequest, version: i16) -> Vec<(String, Wanted)> {
     }
 }
 
-fn answer_group(state: &State, ctx: &Ctx<'_>, group_id: String, wanted: Wanted, require_stable: bool) -> GroupAnswer {
+fn answer_group(
+    state: &State,
+    ctx: &Ctx<'_>,
+    group_id: String,
+    wanted: Wanted,
+    require_stable: bool,
+    member: Option<(Option<&str>, i32)>,
+) -> GroupAnswer {
     if !state.is_group_coordinator(ctx.broker, &group_id) {
         return GroupAnswer { group_id, error: ErrorCode::NotCoordinator, topics: refused(&wanted, ErrorCode::None) };
+    }
+    // v9 (KIP-848): a consumer group's member fetching its offsets must be at its epoch.
+    if let Some((member_id, epoch)) = member {
+        if let Err(code) = state.groups.validate_offset_fetch(&group_id, member_id, epoch) {
+            return GroupAnswer { group_id, error: code, topics: refused(&wanted, ErrorCode::None) };
+        }
     }
     let topics = state.groups.fetch_offsets(&group_id, wanted.as_deref(), require_stable);
     GroupAnswer { group_id, error: ErrorCode::None, topics }
@@ -160,7 +173,12 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &OffsetFetchRequest) 
     let require_stable = version >= 7 && req.require_stable;
     let answers = groups_of(req, version)
         .into_iter()
-        .map(|(group_id, wanted)| answer_group(state, &ctx, group_id, wanted, require_stable))
+        .enumerate()
+        .map(|(i, (group_id, wanted))| {
+            let member =
+                if version >= 9 { req.groups.get(i).map(|g| (g.member_id.as_deref(), g.member_epoch)) } else { None };
+            answer_group(state, &ctx, group_id, wanted, require_stable, member)
+        })
         .collect();
     build(version, answers)
 }
