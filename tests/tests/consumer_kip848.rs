@@ -636,3 +636,85 @@ async fn kip848_a_stalled_application_leaves_and_rejoins_on_its_next_poll() {
     other.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// A static member (group.instance.id) that closes leaves with epoch -2: the coordinator
+/// keeps its partitions for it, and the restarted member gets the same ones back while the
+/// other member's assignment never changes.
+#[tokio::test]
+async fn kip848_a_static_member_restarted_within_its_session_gets_its_partitions_back() {
+    init_logs();
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .broker_config("group.consumer.heartbeat.interval.ms", "100")
+        .broker_config("group.consumer.session.timeout.ms", "10000")
+        .start()
+        .await
+        .unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("static", 4, 1).await.unwrap();
+    let static_config = || config(&bootstrap, "g-static").set("group.instance.id", "inst-1").unwrap();
+    let c1 = Arc::new(Consumer::new(static_config()).unwrap());
+    let c2 = Arc::new(Consumer::new(config(&bootstrap, "g-static")).unwrap());
+    c1.subscribe(["static"]).unwrap();
+    c2.subscribe(["static"]).unwrap();
+    let (r1, r2) = (Reader::spawn(c1.clone()), Reader::spawn(c2.clone()));
+    until("2 partitions each", || c1.assignment().len() == 2 && c2.assignment().len() == 2).await;
+    let mine = c1.assignment();
+    let theirs = c2.assignment();
+    r1.stop().await;
+    c1.close().await.unwrap();
+    drop(c1);
+    // The other member keeps exactly its own partitions while the static member is away.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(c2.assignment(), theirs);
+    }
+    let c1 = Arc::new(Consumer::new(static_config()).unwrap());
+    c1.subscribe(["static"]).unwrap();
+    let r1 = Reader::spawn(c1.clone());
+    until("the same partitions back", || c1.assignment() == mine).await;
+    assert_eq!(c2.assignment(), theirs);
+    r1.stop().await;
+    r2.stop().await;
+    c1.close().await.unwrap();
+    c2.close().await.unwrap();
+    cluster.shutdown().await;
+}
+
+/// `unsubscribe` revokes (the listener runs), leaves at once, and a later `subscribe`
+/// joins again as a new member.
+#[tokio::test]
+async fn kip848_unsubscribe_leaves_and_subscribe_joins_again() {
+    init_logs();
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .broker_config("group.consumer.heartbeat.interval.ms", "100")
+        .broker_config("group.consumer.session.timeout.ms", "10000")
+        .start()
+        .await
+        .unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("unsub", 4, 1).await.unwrap();
+    let c1 = Arc::new(Consumer::new(config(&bootstrap, "g-unsub")).unwrap());
+    let c2 = Arc::new(Consumer::new(config(&bootstrap, "g-unsub")).unwrap());
+    c1.subscribe(["unsub"]).unwrap();
+    c2.subscribe(["unsub"]).unwrap();
+    let (r1, r2) = (Reader::spawn(c1.clone()), Reader::spawn(c2.clone()));
+    until("2 partitions each", || c1.assignment().len() == 2 && c2.assignment().len() == 2).await;
+    r1.stop().await;
+    c1.unsubscribe().await.unwrap();
+    assert!(c1.assignment().is_empty());
+    let left = std::time::Instant::now();
+    until("c2 owns all 4", || c2.assignment().len() == 4).await;
+    assert!(left.elapsed() < Duration::from_secs(4), "no leave heartbeat?");
+    c1.subscribe(["unsub"]).unwrap();
+    let r1 = Reader::spawn(c1.clone());
+    until("2 partitions each again", || c1.assignment().len() == 2 && c2.assignment().len() == 2).await;
+    produce(&bootstrap, "unsub", 4, 0, 40).await;
+    until("40 records between them", || r1.count() + r2.count() >= 40).await;
+    r1.stop().await;
+    r2.stop().await;
+    c1.close().await.unwrap();
+    c2.close().await.unwrap();
+    cluster.shutdown().await;
+}
