@@ -39,6 +39,36 @@ impl IsolationLevel {
 }
 
 /// `group.protocol`: the classic group protocol or the next-generation one (KIP-848).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use kafka_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
+///
+/// let cluster = kafka_broker::Cluster::builder().start().await?;
+/// cluster.create_topic("orders", 2, 1).await?;
+/// let producer = Producer::new(ProducerConfig::new(&cluster.bootstrap_servers()))?;
+/// producer.send(ProducerRecord::new("orders").value("v")).await?.await?;
+///
+/// // The broker assigns the partitions; the listener and commits work as with `classic`.
+/// let consumer = Consumer::new(
+///     ConsumerConfig::new(&cluster.bootstrap_servers())
+///         .set("group.id", "billing")?
+///         .set("group.protocol", "consumer")?
+///         .set("auto.offset.reset", "earliest")?,
+/// )?;
+/// consumer.subscribe(["orders"])?;
+/// let record = consumer.recv().await?;
+/// assert_eq!(record.value(), Some(&b"v"[..]));
+/// assert_eq!(consumer.assignment().len(), 2);
+/// assert!(consumer.group_metadata().unwrap().generation_id > 0); // the member epoch
+/// consumer.commit().await?;
+/// consumer.close().await?;
+/// # producer.close(std::time::Duration::from_secs(5)).await?;
+/// # cluster.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GroupProtocol {
     /// JoinGroup / SyncGroup / Heartbeat with client-side assignment.

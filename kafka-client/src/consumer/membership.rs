@@ -490,6 +490,7 @@ pub(crate) async fn run(weak: Weak<Shared>, group: Arc<Group>) {
     let mut leaves = group.leaves.load(Ordering::Acquire);
     let mut next_beat = Instant::now();
     let mut just_joined = false;
+    let mut last_refresh: Option<Instant> = None;
     loop {
         let Some(shared) = weak.upgrade() else { return };
         if shared.is_closed() {
@@ -616,7 +617,12 @@ pub(crate) async fn run(weak: Weak<Shared>, group: Arc<Group>) {
                 let p = plan(&owned, t, &id_names(&shared));
                 unresolved = p.unresolved;
                 if unresolved {
-                    shared.client.request_refresh();
+                    // At most one refresh per backoff: each refresh wakes this loop again.
+                    let now = Instant::now();
+                    if last_refresh.map_or(true, |t| now >= t + shared.config.client.retry_backoff) {
+                        last_refresh = Some(now);
+                        shared.client.request_refresh();
+                    }
                 } else {
                     target = None;
                 }
@@ -631,18 +637,22 @@ pub(crate) async fn run(weak: Weak<Shared>, group: Arc<Group>) {
         }
 
         let mut metadata_rx = shared.client.watch_metadata();
+        // Only a deadline still ahead: one already past while a reconciliation waits for the
+        // application (or while joining) would wake this loop again and again.
         let poll_deadline = {
             let st = shared.lock();
             st.last_poll
                 .filter(|_| !st.in_poll)
                 .map(|lp| lp + shared.config.max_poll_interval + Duration::from_millis(1))
+                .filter(|d| *d > Instant::now())
         };
         // A pattern matched here (v0) may match new topics; unresolved topic ids may resolve
         // now. The loop recomputes both.
         let pattern_local = matches!(shared.lock().subscription, Subscription::Pattern(_)) && version < 1;
         let wake_on_metadata = unresolved || pattern_local;
         tokio::select! {
-            _ = tokio::time::sleep_until(next_beat) => {}
+            // Fenced: no heartbeat until the reconciliation in flight ends (then rejoin).
+            _ = tokio::time::sleep_until(next_beat), if !fenced => {}
             done = async { match reconciling.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
                 reconciling = None;
                 owned = done;

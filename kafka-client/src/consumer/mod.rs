@@ -147,7 +147,8 @@ pub trait RebalanceListener: Send + Sync + 'static {
 pub struct ConsumerGroupMetadata {
     /// The group id.
     pub group_id: String,
-    /// The generation, -1 outside a generation.
+    /// The generation, -1 outside a generation (with `group.protocol=consumer`: the member
+    /// epoch, which Kafka checks in its place).
     pub generation_id: i32,
     /// The member id, empty outside the group.
     pub member_id: String,
