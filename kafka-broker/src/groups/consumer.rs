@@ -159,6 +159,8 @@ pub(crate) struct ConsumerGroup {
     /// The subscribed topics that exist, with their ids and partition counts: a change bumps
     /// the group epoch.
     pub subscription_metadata: BTreeMap<String, TopicMeta>,
+    /// The members' regexes, compiled once (pruned to those in use after each heartbeat).
+    regexes: BTreeMap<String, regex::Regex>,
 }
 
 impl ConsumerGroup {
@@ -382,10 +384,19 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error>
 }
 
 /// The topics a member consumes: its names, and the existing topics its regex matches.
-fn resolve_topics(m: &ConsumerMember, topics: &TopicsView) -> BTreeSet<String> {
+fn resolve_topics(
+    m: &ConsumerMember,
+    topics: &TopicsView,
+    regexes: &mut BTreeMap<String, regex::Regex>,
+) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = m.subscribed_topic_names.iter().cloned().collect();
-    if let Some(re) = m.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()).and_then(|r| compile_regex(r).ok())
-    {
+    let Some(pattern) = m.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()) else { return out };
+    if !regexes.contains_key(pattern) {
+        // The handler checked that it compiles; one that does not matches nothing.
+        let Ok(re) = compile_regex(pattern) else { return out };
+        regexes.insert(pattern.to_string(), re);
+    }
+    if let Some(re) = regexes.get(pattern) {
         out.extend(topics.keys().filter(|t| re.is_match(t)).cloned());
     }
     out
@@ -518,7 +529,7 @@ impl Coordinator {
             || updated.subscribed_topic_names != member.subscribed_topic_names
             || updated.subscribed_topic_regex != member.subscribed_topic_regex;
         // Every member's regex is looked at again: a new topic may match.
-        updated.resolved_topics = resolve_topics(&updated, topics);
+        updated.resolved_topics = resolve_topics(&updated, topics, &mut group.regexes);
         if let Some(old) = &replaced {
             // The new id inherits the old one's target assignment.
             let old_target = group.target.remove(old);
@@ -531,9 +542,12 @@ impl Coordinator {
             group.static_members.insert(i.clone(), updated.id.clone());
         }
         group.members.insert(updated.id.clone(), updated.clone());
-        for m in group.members.values_mut() {
-            m.resolved_topics = resolve_topics(m, topics);
+        let ConsumerGroup { members, regexes, .. } = &mut *group;
+        for m in members.values_mut() {
+            m.resolved_topics = resolve_topics(m, topics, regexes);
         }
+        let in_use: BTreeSet<&str> = members.values().filter_map(|m| m.subscribed_topic_regex.as_deref()).collect();
+        regexes.retain(|pattern, _| in_use.contains(pattern.as_str()));
         let metadata = group.compute_subscription_metadata(topics);
         if metadata != group.subscription_metadata {
             group.subscription_metadata = metadata;

@@ -1,11 +1,15 @@
-//! The group coordinator, classic protocol: groups, their members and committed offsets, on
-//! the state task like everything else (Kafka's `GroupMetadataManager` and
-//! `OffsetMetadataManager`, with the same state machine, timers and error answers).
+//! The group coordinator (classic protocol and KIP-848 consumer groups): groups, their members
+//! and committed offsets, on the state task like everything else (Kafka's
+//! `GroupMetadataManager` and `OffsetMetadataManager`, with the same state machines, timers and
+//! error answers).
 //!
 //! - `group.rs`: one group's state machine and members.
 //! - `classic.rs`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup and the timers that end join
 //!   and sync phases and sessions.
 //! - `offsets.rs`: OffsetCommit, OffsetFetch, OffsetDelete, DeleteGroups, offset expiration.
+//! - `consumer.rs`: consumer groups of the next-generation protocol (KIP-848):
+//!   ConsumerGroupHeartbeat, reconciliation, their timers and offset-commit checks.
+//! - `assignor.rs`: the server-side assignors of consumer groups (`uniform`, `range`).
 //! - `timer.rs`: keyed deadlines on the cluster clock.
 //!
 //! JoinGroup and SyncGroup answers are often not ready when the request is handled: the

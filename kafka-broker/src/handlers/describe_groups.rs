@@ -2,7 +2,8 @@
 //! metadata and assignment) of each group. As in Kafka, member metadata and assignments are
 //! only given for Stable groups, and a group that does not exist is described as Dead with no
 //! error. v3+ report the authorized operations when asked (every group operation: the
-//! bundled broker has no authorizer).
+//! bundled broker has no authorizer). A KIP-848 consumer group is described as Dead with no error, as
+//! Kafka does before v6 (ConsumerGroupDescribe describes it).
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};

@@ -2,6 +2,8 @@
 //! (`groups/classic.rs`) and waits there until the join phase ends. v4+ members without an id
 //! are first answered MEMBER_ID_REQUIRED with one (KIP-394); v5+ carry a group instance id
 //! (static membership, KIP-345); v9 lets a restarted static leader skip the assignment.
+//! A KIP-848 consumer group with members refuses it with INCONSISTENT_GROUP_PROTOCOL; an empty
+//! one becomes a classic group.
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
