@@ -718,3 +718,71 @@ async fn kip848_unsubscribe_leaves_and_subscribe_joins_again() {
     c2.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// Exactly-once with a KIP-848 member: `group_metadata()` carries the member epoch as the
+/// generation, the coordinator checks it on TxnOffsetCommit, and the offsets become the
+/// group's committed offsets when the transaction commits.
+#[tokio::test]
+async fn kip848_offsets_sent_to_a_transaction_are_checked_against_the_member_epoch() {
+    init_logs();
+    let cluster = cluster(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("eos-in", 2, 1).await.unwrap();
+    cluster.create_topic("eos-out", 1, 1).await.unwrap();
+    produce(&bootstrap, "eos-in", 2, 0, 20).await;
+    let consumer = Consumer::new(
+        config(&bootstrap, "g-eos")
+            .set("enable.auto.commit", "false")
+            .unwrap()
+            .set("isolation.level", "read_committed")
+            .unwrap(),
+    )
+    .unwrap();
+    consumer.subscribe(["eos-in"]).unwrap();
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).transactional_id("kip848-eos")).unwrap();
+    producer.init_transactions().await.unwrap();
+    let mut records = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while records.len() < 20 {
+            records.extend(consumer.poll(Duration::from_millis(100)).await.unwrap());
+        }
+    })
+    .await
+    .unwrap();
+    producer.begin_transaction().unwrap();
+    let mut offsets = BTreeMap::new();
+    for r in &records {
+        // Aborted below: these deliveries fail, which this test does not look at.
+        let _aborted = producer.send(ProducerRecord::new("eos-out").value(r.value().unwrap())).await.unwrap();
+        offsets.insert(
+            TopicPartition::new(r.topic(), r.partition()),
+            kafka_client::consumer::OffsetAndMetadata::new(r.offset() + 1),
+        );
+    }
+    let metadata = consumer.group_metadata().unwrap();
+    assert!(metadata.generation_id > 0, "{metadata:?}");
+    assert!(!metadata.member_id.is_empty());
+    // A stale member epoch is refused (the coordinator fences zombies with it).
+    let mut stale = metadata.clone();
+    stale.generation_id -= 1;
+    producer.send_offsets_to_transaction(&offsets, &stale).await.unwrap_err();
+    producer.abort_transaction().await.unwrap();
+    producer.begin_transaction().unwrap();
+    let mut deliveries = Vec::new();
+    for r in &records {
+        deliveries.push(producer.send(ProducerRecord::new("eos-out").value(r.value().unwrap())).await.unwrap());
+    }
+    producer.send_offsets_to_transaction(&offsets, &consumer.group_metadata().unwrap()).await.unwrap();
+    producer.commit_transaction().await.unwrap();
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let committed = consumer.committed(offsets.keys().cloned()).await.unwrap();
+    let got: BTreeMap<TopicPartition, i64> = committed.into_iter().map(|(tp, o)| (tp, o.unwrap().offset)).collect();
+    let want: BTreeMap<TopicPartition, i64> = offsets.iter().map(|(tp, o)| (tp.clone(), o.offset)).collect();
+    assert_eq!(got, want);
+    assert_eq!(want.values().sum::<i64>(), 20);
+    producer.close(Duration::from_secs(5)).await.unwrap();
+    consumer.close().await.unwrap();
+    cluster.shutdown().await;
+}
