@@ -287,14 +287,21 @@ impl HeartbeatState {
             ) => OnError::Fatal(error),
             Some(code) if code.is_retriable() => OnError::Retry,
             Some(_) => OnError::Fatal(error),
-            None if matches!(error, Error::UnsupportedVersion { .. }) => OnError::Fatal(error),
-            None => {
-                if error.is_retriable() {
-                    OnError::Rediscover
-                } else {
-                    OnError::Fatal(error)
-                }
+            // Errors of the connection, not of the group: only those that a retry cannot fix
+            // end membership; the rest (lost or closed connections, timeouts, an answer that
+            // did not decode) find the coordinator again.
+            None if matches!(
+                error,
+                Error::UnsupportedVersion { .. }
+                    | Error::Authentication { .. }
+                    | Error::SaslMechanismNotEnabled { .. }
+                    | Error::Tls { .. }
+                    | Error::Config { .. }
+            ) =>
+            {
+                OnError::Fatal(error)
             }
+            None => OnError::Rediscover,
         }
     }
 }
@@ -593,7 +600,10 @@ pub(crate) async fn run(weak: Weak<Shared>, group: Arc<Group>) {
                             shared.data_ready.notify_one();
                             hb.rejoin(version);
                             publish(&group, &hb);
-                            if !owned.is_empty() && reconciling.is_none() {
+                            if reconciling.is_some() {
+                                // Lose everything once the reconciliation in flight ends.
+                                fenced = true;
+                            } else {
                                 lose(&shared, &mut owned).await;
                             }
                             target = None;
@@ -872,6 +882,14 @@ mod tests {
         }
         assert!(matches!(hb.on_error(Error::kafka(ErrorCode::NotCoordinator, None), 1), OnError::Rediscover));
         assert!(matches!(hb.on_error(Error::kafka(ErrorCode::CoordinatorLoadInProgress, None), 1), OnError::Retry));
+        let lost = Error::Disconnected { broker: "b".to_owned(), reason: "reset".to_owned() };
+        assert!(matches!(hb.on_error(lost, 1), OnError::Rediscover));
+        let old = Error::UnsupportedVersion {
+            api: ApiKey::ConsumerGroupHeartbeat,
+            broker: "b".to_owned(),
+            detail: "no".to_owned(),
+        };
+        assert!(matches!(hb.on_error(old, 1), OnError::Fatal(_)));
     }
 
     #[test]
