@@ -786,3 +786,59 @@ async fn kip848_offsets_sent_to_a_transaction_are_checked_against_the_member_epo
     consumer.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// Heartbeats go on while a revocation waits for the application: a member that polls only
+/// every 3 s (longer than the 2 s session timeout, well within max.poll.interval.ms) is not
+/// fenced when a new member's arrival makes it revoke partitions; it revokes them on its next
+/// poll and keeps the rest.
+#[tokio::test]
+async fn kip848_a_slow_application_is_not_fenced_while_a_revocation_waits_for_its_poll() {
+    init_logs();
+    let cluster = cluster(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("slow", 4, 1).await.unwrap();
+    #[derive(Default)]
+    struct Heard {
+        revoked: AtomicUsize,
+        lost: AtomicUsize,
+    }
+    struct L(Arc<Heard>);
+    impl RebalanceListener for L {
+        fn on_partitions_revoked<'a>(&'a self, _c: &'a Consumer, p: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
+            self.0.revoked.fetch_add(p.len(), Ordering::Relaxed);
+            Box::pin(async {})
+        }
+        fn on_partitions_lost<'a>(&'a self, _c: &'a Consumer, p: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
+            self.0.lost.fetch_add(p.len(), Ordering::Relaxed);
+            Box::pin(async {})
+        }
+    }
+    let heard = Arc::new(Heard::default());
+    let slow = Arc::new(Consumer::with_listener(config(&bootstrap, "g-slow"), L(heard.clone())).unwrap());
+    slow.subscribe(["slow"]).unwrap();
+    until("4 partitions", || slow.assignment().len() == 4).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, st) = (slow.clone(), stop.clone());
+    let app = tokio::spawn(async move {
+        while !st.load(Ordering::Relaxed) {
+            s.poll(Duration::from_millis(10)).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+    });
+    let other = Arc::new(Consumer::new(config(&bootstrap, "g-slow")).unwrap());
+    other.subscribe(["slow"]).unwrap();
+    let reader = Reader::spawn(other.clone());
+    until("2 partitions each", || slow.assignment().len() == 2 && other.assignment().len() == 2).await;
+    assert_eq!(heard.revoked.load(Ordering::Relaxed), 2);
+    // Past two more of the slow member's polls: still in the group, nothing lost.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(heard.lost.load(Ordering::Relaxed), 0, "the slow member was fenced");
+    assert_eq!(slow.assignment().len(), 2);
+    assert_eq!(other.assignment().len(), 2);
+    stop.store(true, Ordering::Relaxed);
+    app.await.unwrap();
+    reader.stop().await;
+    slow.close().await.unwrap();
+    other.close().await.unwrap();
+    cluster.shutdown().await;
+}
