@@ -842,3 +842,53 @@ async fn kip848_a_slow_application_is_not_fenced_while_a_revocation_waits_for_it
     other.close().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// Commits go as OffsetCommit v9+ with the member id and epoch; STALE_MEMBER_EPOCH (the
+/// epoch moved on while the commit was out) is retried with the current epoch, and
+/// UNKNOWN_MEMBER_ID is a commit failure.
+#[tokio::test]
+async fn kip848_commits_carry_the_member_epoch_and_a_stale_epoch_is_retried() {
+    init_logs();
+    let cluster = cluster(1).start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("commits", 1, 1).await.unwrap();
+    produce(&bootstrap, "commits", 1, 0, 10).await;
+    let consumer =
+        Arc::new(Consumer::new(config(&bootstrap, "g-commits").set("enable.auto.commit", "false").unwrap()).unwrap());
+    consumer.subscribe(["commits"]).unwrap();
+    let mut got = 0;
+    tokio::time::timeout(WAIT, async {
+        while got < 10 {
+            got += consumer.poll(Duration::from_millis(100)).await.unwrap().len();
+        }
+    })
+    .await
+    .unwrap();
+    let seen: Arc<Mutex<Vec<(i16, i32, String)>>> = Arc::default();
+    let s = seen.clone();
+    cluster
+        .intercept(ApiKey::OffsetCommit, Times::Always, move |req| {
+            if let RequestBody::OffsetCommit(r) = req.body {
+                s.lock().unwrap().push((req.version, r.generation_id_or_member_epoch, r.member_id.clone()));
+            }
+            Action::Pass
+        })
+        .await
+        .unwrap();
+    cluster.intercept(ApiKey::OffsetCommit, Times::Once, |_| Action::Error(ErrorCode::StaleMemberEpoch)).await.unwrap();
+    consumer.commit().await.unwrap();
+    let tp = TopicPartition::new("commits", 0);
+    let committed = consumer.committed([tp.clone()]).await.unwrap();
+    assert_eq!(committed[&tp].as_ref().unwrap().offset, 10);
+    let member = consumer.group_metadata().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|(v, epoch, id)| *v >= 9 && *epoch == member.generation_id && *id == member.member_id),
+        "{seen:?}"
+    );
+    cluster.intercept(ApiKey::OffsetCommit, Times::Once, |_| Action::Error(ErrorCode::UnknownMemberId)).await.unwrap();
+    assert!(matches!(consumer.commit().await, Err(Error::CommitFailed(_))));
+    consumer.close().await.unwrap();
+    cluster.shutdown().await;
+}
