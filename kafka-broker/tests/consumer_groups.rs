@@ -330,24 +330,36 @@ async fn offsets_are_committed_and_fetched_at_the_member_epoch() {
 
 #[tokio::test]
 async fn sessions_and_revocations_expire_on_the_cluster_clock() {
-    let (cluster, topic) = setup().await;
-    let mut c = coordinator(&cluster, "g").await;
-    let a = c.call(&join("g", "a"), 1).await;
+    // Deadlines count from the cluster clock, which also moves with real time: the margins
+    // (10 s) keep a slow machine from passing a deadline before the test does.
+    let cluster =
+        Cluster::builder().broker_config("group.consumer.session.timeout.ms", "120000").start().await.unwrap();
+    cluster.create_topic(TOPIC, 4, 1).await.unwrap();
+    let mut c = Client::to(&cluster, 1).await;
+    let a = c.call(&ConsumerGroupHeartbeatRequest { rebalance_timeout_ms: 60_000, ..join("g", "a") }, 1).await;
     assert_eq!(parts(&a), Some(vec![0, 1, 2, 3]));
+    let topic = a.assignment.unwrap().topic_partitions[0].topic_id;
     c.call(&join("g", "b"), 1).await;
     let a2 = c.call(&beat("g", "a", 1, topic, &[0, 1, 2, 3]), 1).await;
     assert_eq!(parts(&a2).unwrap().len(), 2, "asked to revoke two");
-    // a never acknowledges: after its rebalance timeout (5 s) it is fenced and b gets all.
-    cluster.advance_clock(4_999).await.unwrap();
-    c.call(&beat("g", "b", 2, topic, &[]), 1).await;
-    cluster.advance_clock(1).await.unwrap();
+    let members = |d: &ConsumerGroupDescribeResponse| d.groups[0].members.len();
+    let describe = ConsumerGroupDescribeRequest { group_ids: vec!["g".into()], ..Default::default() };
+    // a never acknowledges: after its rebalance timeout (60 s) it is fenced and b gets all.
+    cluster.advance_clock(50_000).await.unwrap();
+    assert_eq!(members(&c.call(&describe, 0).await), 2, "not yet");
+    let b = c.call(&beat("g", "b", 2, topic, &[]), 1).await;
+    assert_eq!(b.assignment, None, "a still owns everything");
+    cluster.advance_clock(10_000).await.unwrap();
+    assert_eq!(members(&c.call(&describe, 0).await), 1, "a was fenced");
     let b = c.call(&beat("g", "b", 2, topic, &[]), 1).await;
     assert_eq!((b.member_epoch, parts(&b)), (3, Some(vec![0, 1, 2, 3])));
     assert_eq!(code(&c.call(&beat("g", "a", 1, topic, &[]), 1).await), ErrorCode::UnknownMemberId);
-    // b stops heartbeating: gone after group.consumer.session.timeout.ms (45 s).
-    cluster.advance_clock(45_000).await.unwrap();
-    let d = c.call(&ConsumerGroupDescribeRequest { group_ids: vec!["g".into()], ..Default::default() }, 0).await;
-    assert_eq!((d.groups[0].group_state.as_str(), d.groups[0].members.len()), ("Empty", 0));
+    // b stops heartbeating: gone after group.consumer.session.timeout.ms.
+    cluster.advance_clock(110_000).await.unwrap();
+    assert_eq!(members(&c.call(&describe, 0).await), 1, "not yet");
+    cluster.advance_clock(10_000).await.unwrap();
+    let d = c.call(&describe, 0).await;
+    assert_eq!((d.groups[0].group_state.as_str(), members(&d)), ("Empty", 0));
     cluster.shutdown().await;
 }
 
