@@ -47,9 +47,12 @@ async fn api_versions_advertises_exactly_what_is_implemented() {
         assert_eq!(keys.get(&ApiKey::DescribeTransactions.key()), Some(&(0, 0)));
         assert_eq!(keys.get(&ApiKey::ListTransactions.key()), Some(&(0, 1)));
         assert!(!keys.contains_key(&ApiKey::WriteTxnMarkers.key()), "markers are written in process");
-        assert!(!keys.contains_key(&ApiKey::ConsumerGroupHeartbeat.key()), "no KIP-848");
+        // KIP-848 consumer groups.
+        assert_eq!(keys.get(&ApiKey::ConsumerGroupHeartbeat.key()), Some(&(0, 1)));
+        assert_eq!(keys.get(&ApiKey::ConsumerGroupDescribe.key()), Some(&(0, 0)));
         if version >= 3 {
-            // No transaction.version feature: clients use the classic (v1) transaction flow.
+            // No transaction.version feature: clients use the classic (v1) transaction flow. No
+            // group.version either: librdkafka needs only the KIP-848 APIs advertised.
             assert!(resp.supported_features.is_empty() && resp.finalized_features.is_empty());
         }
     }

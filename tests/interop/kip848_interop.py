@@ -5,7 +5,9 @@
 fourth joins and two leave; each partition is owned by one member at a time (a partition is
 revoked from its owner before the next one gets it), every record is consumed once (again
 only if its commit failed), the committed offsets are what the members committed, and after
-everyone left a new member resumes from them. The AdminClient lists the group as a
+everyone left a new member resumes from them (the group starts as a simple group holding
+offsets set by the AdminClient, which the first heartbeat turns into a consumer group). The
+AdminClient lists the group as a
 "consumer" group and describes it (ConsumerGroupDescribe); a classic-protocol consumer
 cannot join it while it has members.
 
@@ -20,7 +22,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "kafka-broker", "tests", "interop"))
 from interop_common import check, finish  # noqa: E402
 
-from confluent_kafka import Consumer, ConsumerGroupType, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import (  # noqa: E402
+    Consumer, ConsumerGroupTopicPartitions, ConsumerGroupType, KafkaException, Producer, TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 PARTITIONS = 6
@@ -157,11 +161,23 @@ def main():
                 producer.produce(TOPIC, value=f"{part}-{i}".encode(), partition=part)
         check("produced 60 records per partition", producer.flush(30) == 0)
 
+        # Offsets committed first (by the AdminClient, into a simple classic group that the
+        # first member's heartbeat turns into a consumer group, keeping them): members then
+        # start at a committed offset. Without them, librdkafka 2.16 resets each new partition
+        # with an offset query, and a pause/resume while that query is out leaves a stale
+        # query timer that later rewinds the partition to the beginning (its bug: records
+        # consumed and committed are read again by the same member).
+        start = [TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)]
+        result = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(GROUP, start)])
+        check("offsets set to 0 before the group exists", result[GROUP].result(timeout=10) is not None)
+
         world = World()
+        world.committed = {p: 0 for p in range(PARTITIONS)}
         members = [Member(f"kip848-c{i}", world, bootstrap) for i in range(1, 4)]
-        ok = run_until(members, balanced(members))
-        check("3 members share the 6 partitions, two each", ok and sorted(len(m.owned) for m in members) == [2, 2, 2],
-              owners(members))
+        # Balanced only once every revocation went through (on the way, a member may still hold
+        # a third partition that another one waits for).
+        two_each = lambda: balanced(members)() and sorted(len(m.owned) for m in members) == [2, 2, 2]
+        check("3 members share the 6 partitions, two each", run_until(members, two_each), owners(members))
 
         third = PARTITIONS * PER_PARTITION // 3
         run_until(members, lambda: len(world.consumed) >= third // 2, lambda: len(world.consumed) < third // 2)
@@ -220,7 +236,7 @@ def main():
             m.close()
         check("each partition had one owner at a time", not world.violations, world.violations[:5])
         dupes = [k for k, who in world.consumed.items() if len(who) > 1 and k not in world.failed_commits]
-        check("no record consumed twice unless its commit failed", not dupes, dupes[:5])
+        check("no record consumed twice unless its commit failed", not dupes, [(k, world.consumed[k]) for k in dupes[:5]])
 
         probe = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
         committed = probe.committed([TopicPartition(TOPIC, p) for p in range(PARTITIONS)], timeout=10)
