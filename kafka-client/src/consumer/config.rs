@@ -39,12 +39,43 @@ impl IsolationLevel {
 }
 
 /// `group.protocol`: the classic group protocol or the next-generation one (KIP-848).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use kafka_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
+///
+/// let cluster = kafka_broker::Cluster::builder().start().await?;
+/// cluster.create_topic("orders", 2, 1).await?;
+/// let producer = Producer::new(ProducerConfig::new(&cluster.bootstrap_servers()))?;
+/// producer.send(ProducerRecord::new("orders").value("v")).await?.await?;
+///
+/// // The broker assigns the partitions; the listener and commits work as with `classic`.
+/// let consumer = Consumer::new(
+///     ConsumerConfig::new(&cluster.bootstrap_servers())
+///         .set("group.id", "billing")?
+///         .set("group.protocol", "consumer")?
+///         .set("auto.offset.reset", "earliest")?,
+/// )?;
+/// consumer.subscribe(["orders"])?;
+/// let record = consumer.recv().await?;
+/// assert_eq!(record.value(), Some(&b"v"[..]));
+/// assert_eq!(consumer.assignment().len(), 2);
+/// assert!(consumer.group_metadata().unwrap().generation_id > 0); // the member epoch
+/// consumer.commit().await?;
+/// consumer.close().await?;
+/// # producer.close(std::time::Duration::from_secs(5)).await?;
+/// # cluster.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GroupProtocol {
     /// JoinGroup / SyncGroup / Heartbeat with client-side assignment.
     #[default]
     Classic,
-    /// ConsumerGroupHeartbeat with server-side assignment (not supported by this version yet).
+    /// KIP-848: ConsumerGroupHeartbeat with server-side assignment (needs a broker that
+    /// supports it, e.g. Kafka 4.0+ or the bundled broker).
     Consumer,
 }
 
@@ -107,8 +138,15 @@ pub struct ConsumerConfig {
     pub check_crcs: bool,
     /// `client.rack`: sent with fetches (KIP-392 follower fetching) and subscriptions.
     pub client_rack: Option<String>,
-    /// `group.protocol`, default classic.
+    /// `group.protocol`, default classic. With `consumer` (KIP-848) the broker assigns
+    /// partitions and sets the heartbeat interval and session timeout;
+    /// `partition.assignment.strategy`, `heartbeat.interval.ms` and `session.timeout.ms` are
+    /// then not used.
     pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the server-side assignor the group should use with
+    /// `group.protocol=consumer` (e.g. `uniform`, `range`); none by default (the broker's
+    /// default).
+    pub group_remote_assignor: Option<String>,
     /// `allow.auto.create.topics`, default true: subscribing asks the broker to create
     /// missing topics (if the broker allows it).
     pub allow_auto_create_topics: bool,
@@ -143,6 +181,7 @@ impl Default for ConsumerConfig {
             check_crcs: true,
             client_rack: None,
             group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
             allow_auto_create_topics: true,
             exclude_internal_topics: true,
             default_api_timeout: Duration::from_millis(60_000),
@@ -225,6 +264,7 @@ impl ConsumerConfig {
                     _ => return Err(config_error(key, "expected classic or consumer")),
                 }
             }
+            "group.remote.assignor" => self.group_remote_assignor = (!value.is_empty()).then(|| value.to_owned()),
             "allow.auto.create.topics" => self.allow_auto_create_topics = parse_bool(key, value)?,
             "exclude.internal.topics" => self.exclude_internal_topics = parse_bool(key, value)?,
             "default.api.timeout.ms" => self.default_api_timeout = parse_ms(key, value, 1)?,
@@ -270,11 +310,8 @@ impl ConsumerConfig {
         if self.heartbeat_interval >= self.session_timeout {
             return Err(config_error("heartbeat.interval.ms", "must be lower than session.timeout.ms"));
         }
-        if self.group_protocol == GroupProtocol::Consumer {
-            return Err(config_error(
-                "group.protocol",
-                "the consumer protocol (KIP-848) is not supported by this version yet; use classic",
-            ));
+        if self.group_remote_assignor.is_some() && self.group_protocol != GroupProtocol::Consumer {
+            return Err(config_error("group.remote.assignor", "needs group.protocol=consumer"));
         }
         for s in &self.assignment_strategies {
             crate::consumer::assignor::assignor_by_name(s)?;
@@ -318,6 +355,22 @@ mod tests {
         assert!(!c.enable_auto_commit, "defaulted auto-commit is turned off without a group");
         let mut c = ConsumerConfig::new("h:1").set("enable.auto.commit", "true").unwrap();
         assert!(matches!(c.validate(), Err(Error::Config { key, .. }) if key == "enable.auto.commit"));
+    }
+
+    #[test]
+    fn the_consumer_protocol_and_its_server_assignor() {
+        let mut c = ConsumerConfig::new("h:1")
+            .set("group.id", "g")
+            .unwrap()
+            .set("group.protocol", "consumer")
+            .unwrap()
+            .set("group.remote.assignor", "uniform")
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(c.group_remote_assignor.as_deref(), Some("uniform"));
+        let mut c = ConsumerConfig::new("h:1").set("group.remote.assignor", "range").unwrap();
+        assert!(matches!(c.validate(), Err(Error::Config { key, .. }) if key == "group.remote.assignor"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Group membership with the classic protocol, and offset commits and lookups.
+//! Group membership with the classic protocol, and offset commits and lookups (both
+//! protocols; the consumer protocol's membership task is in `membership.rs`).
 //!
 //! The membership task owns the JoinGroup / SyncGroup / Heartbeat state machine. It talks to
 //! the group coordinator over a dedicated connection (as the Java client does), so that
@@ -7,6 +8,7 @@
 //! to the shared state as [`AppTask`]s and awaited; `poll`/`recv` run them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use super::assignor::{self, Assignor, MemberSubscription, RebalanceProtocol, SubscriptionInput};
+use super::config::GroupProtocol;
 use super::state::{AppTask, Need, Subscription};
 use super::{Shared, TopicPartition};
 use crate::client::lock;
@@ -53,6 +56,7 @@ impl OffsetAndMetadata {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Member {
     pub member_id: String,
+    /// The generation (classic) or the member epoch (consumer protocol).
     pub generation: i32,
     pub protocol: Option<String>,
 }
@@ -72,6 +76,11 @@ pub(crate) struct Group {
     /// Asks the membership task to rejoin (new subscription, commit fenced, ...).
     pub rejoin: Notify,
     assignors: Vec<Box<dyn Assignor>>,
+    /// Which membership protocol the group uses.
+    pub protocol: GroupProtocol,
+    /// Bumped by every leave from the application's side (close, unsubscribe), so the
+    /// consumer protocol's task knows an answer in flight meanwhile is stale.
+    pub leaves: AtomicU64,
 }
 
 fn is_coordinator_error(code: ErrorCode) -> bool {
@@ -79,7 +88,12 @@ fn is_coordinator_error(code: ErrorCode) -> bool {
 }
 
 impl Group {
-    pub(crate) fn new(group_id: String, instance_id: Option<String>, strategies: &[String]) -> Result<Group> {
+    pub(crate) fn new(
+        group_id: String,
+        instance_id: Option<String>,
+        strategies: &[String],
+        protocol: GroupProtocol,
+    ) -> Result<Group> {
         let assignors = strategies.iter().map(|s| assignor::assignor_by_name(s)).collect::<Result<Vec<_>>>()?;
         Ok(Group {
             group_id,
@@ -88,6 +102,8 @@ impl Group {
             member: Mutex::new(Member::default()),
             rejoin: Notify::new(),
             assignors,
+            protocol,
+            leaves: AtomicU64::new(0),
         })
     }
 
@@ -276,7 +292,10 @@ impl Group {
 
     async fn try_commit(&self, shared: &Shared, offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()> {
         let conn = self.coordinator(shared).await?;
-        let version = conn.version(ApiKey::OffsetCommit, 2)?;
+        // KIP-848 members must commit with v9+ (member id and epoch); Kafka refuses older
+        // versions from them.
+        let min = if self.protocol == GroupProtocol::Consumer { 9 } else { 2 };
+        let version = conn.version(ApiKey::OffsetCommit, min)?;
         let member = self.member();
         let in_group = matches!(shared.lock().subscription, Subscription::Topics(_) | Subscription::Pattern(_));
         let (generation, member_id) =
@@ -321,7 +340,13 @@ impl Group {
         match first_error {
             None => Ok(()),
             Some((code, at)) => match code {
-                ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId | ErrorCode::RebalanceInProgress => {
+                // The epoch moved on between reading it and the commit arriving (a heartbeat
+                // answered meanwhile): `with_retries` tries again with the current one.
+                ErrorCode::StaleMemberEpoch => Err(Error::kafka(code, Some(format!("committing {at}")))),
+                ErrorCode::IllegalGeneration
+                | ErrorCode::UnknownMemberId
+                | ErrorCode::FencedMemberEpoch
+                | ErrorCode::RebalanceInProgress => {
                     if code != ErrorCode::RebalanceInProgress {
                         self.rejoin.notify_one();
                     }
@@ -343,7 +368,9 @@ impl Group {
 fn retriable(e: &Error) -> bool {
     match e {
         Error::Kafka { code, .. } => {
-            code.is_retriable() || is_coordinator_error(*code) || *code == ErrorCode::UnstableOffsetCommit
+            code.is_retriable()
+                || is_coordinator_error(*code)
+                || matches!(code, ErrorCode::UnstableOffsetCommit | ErrorCode::StaleMemberEpoch)
         }
         other => other.is_retriable(),
     }
@@ -422,7 +449,7 @@ pub(crate) async fn run(weak: Weak<Shared>, group: Arc<Group>) {
     }
 }
 
-fn subscribed_topics(shared: &Shared) -> Option<Vec<String>> {
+pub(crate) fn subscribed_topics(shared: &Shared) -> Option<Vec<String>> {
     let st = shared.lock();
     match &st.subscription {
         Subscription::Topics(t) if !t.is_empty() => Some(t.iter().cloned().collect()),
@@ -445,7 +472,7 @@ fn subscribed_topics(shared: &Shared) -> Option<Vec<String>> {
 /// Posts a task to the application and waits for it to run, heartbeating meanwhile is not
 /// needed for correctness here: callers hold the generation, and a missed session ends in
 /// the member being fenced, which the next heartbeat reports.
-async fn run_on_app(shared: &Shared, make: impl FnOnce(oneshot::Sender<()>) -> AppTask) {
+pub(crate) async fn run_on_app(shared: &Shared, make: impl FnOnce(oneshot::Sender<()>) -> AppTask) {
     let (tx, rx) = oneshot::channel();
     {
         let mut st = shared.lock();
@@ -474,7 +501,7 @@ async fn lose_all(shared: &Shared, group: &Group, owned: &mut BTreeSet<TopicPart
 
 /// Removes partitions from the assignment (again, if the application's task already did:
 /// its callback may have been cancelled with the `poll` future that ran it).
-fn remove_partitions(shared: &Shared, parts: &[TopicPartition]) {
+pub(crate) fn remove_partitions(shared: &Shared, parts: &[TopicPartition]) {
     let mut st = shared.lock();
     for tp in parts {
         st.remove_partition(tp);
@@ -787,8 +814,13 @@ async fn heartbeat(shared: &Shared, group: &Group) -> Result<()> {
     }
 }
 
-/// Sends LeaveGroup (dynamic members; a static member's departure is its session expiring).
+/// Sends LeaveGroup (dynamic members; a static member's departure is its session expiring),
+/// or the consumer protocol's leave heartbeat.
 pub(crate) async fn leave(shared: &Shared, group: &Group) {
+    if group.protocol == GroupProtocol::Consumer {
+        super::membership::leave(shared, group).await;
+        return;
+    }
     let member = group.member();
     *lock(&group.member) = Member::default();
     *lock(&shared.leader_snapshot) = None;

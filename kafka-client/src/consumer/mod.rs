@@ -37,6 +37,7 @@ pub mod assignor;
 pub mod config;
 mod coordinator;
 mod fetcher;
+mod membership;
 mod offsets;
 mod record;
 mod state;
@@ -162,7 +163,8 @@ impl Drop for Requeue<'_> {
 pub struct ConsumerGroupMetadata {
     /// The group id.
     pub group_id: String,
-    /// The generation, -1 outside a generation.
+    /// The generation, -1 outside a generation (with `group.protocol=consumer`: the member
+    /// epoch, which Kafka checks in its place).
     pub generation_id: i32,
     /// The member id, empty outside the group.
     pub member_id: String,
@@ -244,9 +246,12 @@ impl Consumer {
         config.validate()?;
         let client = Client::new(config.client.clone(), config.allow_auto_create_topics)?;
         let group = match &config.group_id {
-            Some(g) => {
-                Some(Arc::new(Group::new(g.clone(), config.group_instance_id.clone(), &config.assignment_strategies)?))
-            }
+            Some(g) => Some(Arc::new(Group::new(
+                g.clone(),
+                config.group_instance_id.clone(),
+                &config.assignment_strategies,
+                config.group_protocol,
+            )?)),
             None => None,
         };
         let shared = Arc::new(Shared {
@@ -265,7 +270,10 @@ impl Consumer {
         });
         tokio::spawn(fetcher::run(shared.clone()));
         if let Some(group) = group {
-            tokio::spawn(coordinator::run(Arc::downgrade(&shared), group));
+            match shared.config.group_protocol {
+                GroupProtocol::Classic => tokio::spawn(coordinator::run(Arc::downgrade(&shared), group)),
+                GroupProtocol::Consumer => tokio::spawn(membership::run(Arc::downgrade(&shared), group)),
+            };
         }
         if shared.config.enable_auto_commit {
             tokio::spawn(auto_commit(Arc::downgrade(&shared)));
