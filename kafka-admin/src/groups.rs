@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_client::conn::Connection;
 use kafka_client::{OffsetAndMetadata, TopicPartition};
+use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest,
+    ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest,
 };
 use kafka_protocol::{ApiKey, ErrorCode};
 
@@ -53,16 +54,52 @@ pub struct GroupDescription {
     /// The group id.
     pub group_id: String,
     /// The state: `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Empty` or `Dead`
-    /// (a group that does not exist).
+    /// (a group that does not exist); for a KIP-848 group `Empty`, `Assigning`,
+    /// `Reconciling` or `Stable`, as Kafka names them.
     pub state: String,
     /// The protocol type (`consumer`).
     pub protocol_type: String,
-    /// The chosen assignor (`range`, `cooperative-sticky`, ...).
+    /// The chosen assignor (`range`, `cooperative-sticky`, ...); for a KIP-848 group, the
+    /// server-side assignor (`uniform`, `range`).
     pub protocol: String,
+    /// `classic` (JoinGroup/SyncGroup membership) or `consumer` (KIP-848,
+    /// `group.protocol=consumer`).
+    pub group_type: String,
     /// The coordinator's node id.
     pub coordinator: i32,
     /// The members.
     pub members: Vec<MemberDescription>,
+}
+
+/// A KIP-848 group as ConsumerGroupDescribe tells it.
+fn consumer_group_description(g: DescribedGroup, coordinator: i32) -> GroupDescription {
+    GroupDescription {
+        group_id: g.group_id,
+        state: g.group_state,
+        protocol_type: "consumer".to_owned(),
+        protocol: g.assignor_name,
+        group_type: "consumer".to_owned(),
+        coordinator,
+        members: g
+            .members
+            .into_iter()
+            .map(|m| MemberDescription {
+                member_id: m.member_id,
+                group_instance_id: m.instance_id,
+                client_id: m.client_id,
+                host: m.client_host,
+                assignment: m
+                    .assignment
+                    .topic_partitions
+                    .into_iter()
+                    .flat_map(|t| {
+                        let topic = t.topic_name;
+                        t.partitions.into_iter().map(move |p| TopicPartition::new(topic.clone(), p))
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 fn group_resource(group: &str) -> String {
@@ -150,8 +187,11 @@ impl AdminClient {
     }
 
     /// Describes consumer groups: state, protocol, and each member with its client id, host
-    /// and assignment. A group that does not exist is described with state `Dead` (as Kafka
-    /// does) or fails with GROUP_ID_NOT_FOUND (Kafka 4 brokers).
+    /// and assignment. As the Java admin client does, each group is first asked for with
+    /// ConsumerGroupDescribe (KIP-848 groups, Kafka 4 and the bundled broker); groups that
+    /// are not KIP-848 groups (GROUP_ID_NOT_FOUND), and all groups on brokers without that
+    /// API, are described with DescribeGroups. A group that does not exist is described with
+    /// state `Dead` (as Kafka does) or fails with GROUP_ID_NOT_FOUND (Kafka 4 brokers).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -170,6 +210,55 @@ impl AdminClient {
     ) -> Result<BTreeMap<String, Result<GroupDescription>>> {
         let keys: Vec<String> =
             groups.into_iter().map(|s| s.as_ref().to_owned()).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut described = self
+            .run("ConsumerGroupDescribe", keys.clone(), |keys| {
+                self.by_coordinator(keys, |conn, share| async move {
+                    let Ok(version) = conn.version(ApiKey::ConsumerGroupDescribe, 0) else {
+                        // No KIP-848 on this broker: every group is a classic one.
+                        return Ok(share.into_iter().map(|g| (g, Ok(None))).collect());
+                    };
+                    let request = ConsumerGroupDescribeRequest { group_ids: share, ..Default::default() };
+                    let response = conn.request_at(&request, version).await?;
+                    let coordinator = conn.address().node_id;
+                    Ok(response
+                        .groups
+                        .into_iter()
+                        .map(|g| {
+                            let id = g.group_id.clone();
+                            let r = match ErrorCode::from_code(g.error_code) {
+                                // Not a KIP-848 group: ask again with DescribeGroups.
+                                ErrorCode::GroupIdNotFound => Ok(None),
+                                _ => check(|| group_resource(&id), g.error_code, g.error_message.clone())
+                                    .map(|()| Some(consumer_group_description(g, coordinator))),
+                            };
+                            (id, r)
+                        })
+                        .collect())
+                })
+            })
+            .await?;
+        let classic: Vec<String> =
+            described.iter().filter(|(_, r)| matches!(r, Ok(None))).map(|(g, _)| g.clone()).collect();
+        let mut out: BTreeMap<String, Result<GroupDescription>> = BTreeMap::new();
+        for (g, r) in std::mem::take(&mut described) {
+            match r {
+                Ok(Some(d)) => {
+                    out.insert(g, Ok(d));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.insert(g, Err(e));
+                }
+            }
+        }
+        if !classic.is_empty() {
+            out.extend(self.describe_classic_groups(classic).await?);
+        }
+        Ok(out)
+    }
+
+    /// DescribeGroups for groups that are not KIP-848 groups.
+    async fn describe_classic_groups(&self, keys: Vec<String>) -> Result<BTreeMap<String, Result<GroupDescription>>> {
         self.run("DescribeGroups", keys, |keys| {
             self.by_coordinator(keys, |conn, share| async move {
                 let version = conn.version(ApiKey::DescribeGroups, 0)?;
@@ -184,6 +273,7 @@ impl AdminClient {
                         state: g.group_state,
                         protocol_type: g.protocol_type.clone(),
                         protocol: g.protocol_data,
+                        group_type: "classic".to_owned(),
                         coordinator,
                         members: g
                             .members

@@ -504,3 +504,52 @@ async fn a_call_never_outlives_default_api_timeout() {
     assert_eq!(self::admin(&cluster).list_topics(false).await.unwrap().len(), 1);
     cluster.shutdown().await;
 }
+
+/// KIP-848 groups are described with ConsumerGroupDescribe (their state, server assignor and
+/// member assignments), classic ones with DescribeGroups, in one call, as the Java admin
+/// client does; listing shows both.
+#[tokio::test]
+async fn kip848_and_classic_groups_are_described_together() {
+    let cluster = cluster(3).await;
+    cluster.create_topic("orders", 4, 3).await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "orders", 0, 2, None).await;
+    let admin = admin(&cluster);
+    let next_gen =
+        Consumer::new(consumer_config(&bootstrap, "next-gen").set("group.protocol", "consumer").unwrap()).unwrap();
+    next_gen.subscribe(["orders"]).unwrap();
+    let classic = Consumer::new(consumer_config(&bootstrap, "classic")).unwrap();
+    classic.subscribe(["orders"]).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while next_gen.assignment().len() < 4 || classic.assignment().len() < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "the groups did not assign");
+        let (a, b) = tokio::join!(next_gen.poll(Duration::from_millis(50)), classic.poll(Duration::from_millis(50)));
+        a.unwrap();
+        b.unwrap();
+    }
+
+    let described = admin.describe_consumer_groups(["next-gen", "classic", "ghost"]).await.unwrap();
+    let ng = described["next-gen"].as_ref().unwrap();
+    assert_eq!(
+        (ng.group_type.as_str(), ng.protocol_type.as_str(), ng.protocol.as_str()),
+        ("consumer", "consumer", "uniform")
+    );
+    assert!(["Stable", "Reconciling", "Assigning"].contains(&ng.state.as_str()), "{}", ng.state);
+    assert_eq!(ng.coordinator, cluster.group_coordinator("next-gen").await.unwrap());
+    assert_eq!(ng.members.len(), 1);
+    assert_eq!(ng.members[0].client_id, "admin-test-client");
+    assert!(ng.members[0].host.contains("127.0.0.1"), "{}", ng.members[0].host);
+    let mut assigned = ng.members[0].assignment.clone();
+    assigned.sort();
+    assert_eq!(assigned, (0..4).map(|p| tp("orders", p)).collect::<Vec<_>>());
+    let cl = described["classic"].as_ref().unwrap();
+    assert_eq!((cl.group_type.as_str(), cl.state.as_str(), cl.protocol.as_str()), ("classic", "Stable", "range"));
+    assert_eq!(cl.members[0].assignment.len(), 4);
+    assert_eq!(described["ghost"].as_ref().unwrap().state, "Dead");
+
+    let listed: Vec<String> = admin.list_consumer_groups().await.unwrap().into_iter().map(|g| g.group_id).collect();
+    assert_eq!(listed, vec!["classic".to_owned(), "next-gen".to_owned()]);
+    next_gen.close().await.unwrap();
+    classic.close().await.unwrap();
+    cluster.shutdown().await;
+}

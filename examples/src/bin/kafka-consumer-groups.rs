@@ -211,7 +211,7 @@ async fn describe(admin: &AdminClient, args: &Args) -> Result<(), Failure> {
         }
         if d.members.is_empty() {
             println!("\nConsumer group '{group}' has no active members.");
-        } else if d.state.ends_with("Rebalance") {
+        } else if d.state.ends_with("Rebalance") || d.state == "Assigning" || d.state == "Reconciling" {
             println!("\nWarning: Consumer group '{group}' is rebalancing.");
         }
         if args.has("--members") {
