@@ -4,6 +4,7 @@
 //! and the reliability scenarios built on it.
 
 pub mod checker;
+pub mod group;
 pub mod scenario;
 pub mod txn;
 

@@ -14,9 +14,8 @@ use kafka_client::{
     Compression, Consumer, ConsumerConfig, ConsumerRecord, Error, Producer, ProducerConfig, ProducerRecord,
     RebalanceListener, TopicPartition,
 };
+use kafka_integration_tests::group::{exact_split, until, Reader, WAIT};
 use kafka_integration_tests::{init_logs, seq_of, unique_value};
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// Writes `count` records with values `unique_value(first + i)` round-robin over partitions
 /// (explicit partition i % partitions), and waits for all of them.
@@ -48,41 +47,6 @@ fn config(bootstrap: &str, group: Option<&str>) -> ConsumerConfig {
         .unwrap()
         .set("fetch.max.wait.ms", "100")
         .unwrap()
-}
-
-/// A task that polls a consumer and keeps what it receives, until stopped.
-struct Reader {
-    records: Arc<Mutex<Vec<ConsumerRecord>>>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Reader {
-    fn spawn(consumer: Arc<Consumer>) -> Reader {
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (records.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            while !s.load(Ordering::Relaxed) {
-                match consumer.poll(Duration::from_millis(50)).await {
-                    Ok(batch) => r.lock().unwrap().extend(batch),
-                    Err(Error::Closed(_)) => break,
-                    Err(e) => panic!("poll failed: {e}"),
-                }
-            }
-        });
-        Reader { records, stop, task }
-    }
-
-    fn count(&self) -> usize {
-        self.records.lock().unwrap().len()
-    }
-
-    async fn stop(self) -> Vec<ConsumerRecord> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        std::mem::take(&mut *self.records.lock().unwrap())
-    }
 }
 
 /// Receives until `count` records arrived (failing after WAIT).
@@ -303,36 +267,6 @@ async fn group_members_share_partitions_and_commits_resume_consumption() {
 
 fn fast_group_cluster(brokers: usize) -> kafka_broker::ClusterBuilder {
     Cluster::builder().brokers(brokers).broker_config("group.min.session.timeout.ms", "1000")
-}
-
-/// Waits until `check` holds, failing with `what` after WAIT.
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
-
-fn assignments(members: &[Arc<Consumer>]) -> Vec<BTreeSet<TopicPartition>> {
-    members.iter().map(|c| c.assignment().into_iter().collect()).collect()
-}
-
-/// Every partition owned by exactly one member, and the sizes as wanted.
-fn exact_split(members: &[Arc<Consumer>], partitions: usize, sizes: &[usize]) -> bool {
-    let a = assignments(members);
-    let mut all = BTreeSet::new();
-    let total: usize = a.iter().map(BTreeSet::len).sum();
-    for s in &a {
-        all.extend(s.iter().cloned());
-    }
-    let mut got: Vec<usize> = a.iter().map(BTreeSet::len).collect();
-    got.sort_unstable();
-    let mut want = sizes.to_vec();
-    want.sort_unstable();
-    total == partitions && all.len() == partitions && got == want
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,14 +13,12 @@ use std::time::Duration;
 use kafka_broker::{Action, Cluster, Times};
 use kafka_client::consumer::BoxFuture;
 use kafka_client::{
-    Consumer, ConsumerConfig, ConsumerRecord, Error, Producer, ProducerConfig, ProducerRecord, RebalanceListener,
-    TopicPartition,
+    Consumer, ConsumerConfig, Error, Producer, ProducerConfig, ProducerRecord, RebalanceListener, TopicPartition,
 };
+use kafka_integration_tests::group::{assignments, exact_split, until, Reader, WAIT};
 use kafka_integration_tests::{init_logs, seq_of, unique_value};
 use kafka_protocol::messages::RequestBody;
 use kafka_protocol::{ApiKey, ErrorCode};
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// A cluster whose consumer groups heartbeat every 100 ms and expire after 2 s.
 fn cluster(brokers: usize) -> kafka_broker::ClusterBuilder {
@@ -55,83 +53,6 @@ async fn produce(bootstrap: &str, topic: &str, partitions: i32, first: u64, coun
         p.await.unwrap();
     }
     producer.close(Duration::from_secs(5)).await.unwrap();
-}
-
-/// A task that polls a consumer and keeps what it receives, until stopped.
-struct Reader {
-    records: Arc<Mutex<Vec<ConsumerRecord>>>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Reader {
-    fn spawn(consumer: Arc<Consumer>) -> Reader {
-        Self::spawn_with(consumer, Duration::ZERO, |_| {})
-    }
-
-    /// `check` sees every record as it is handed out; each batch takes `pace` to "process".
-    fn spawn_with(consumer: Arc<Consumer>, pace: Duration, check: impl Fn(&ConsumerRecord) + Send + 'static) -> Reader {
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (records.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            while !s.load(Ordering::Relaxed) {
-                match consumer.poll(Duration::from_millis(50)).await {
-                    Ok(batch) => {
-                        batch.iter().for_each(&check);
-                        let any = !batch.is_empty();
-                        r.lock().unwrap().extend(batch);
-                        if any && !pace.is_zero() {
-                            tokio::time::sleep(pace).await;
-                        }
-                    }
-                    Err(Error::Closed(_)) => break,
-                    Err(e) => panic!("poll failed: {e}"),
-                }
-            }
-        });
-        Reader { records, stop, task }
-    }
-
-    fn count(&self) -> usize {
-        self.records.lock().unwrap().len()
-    }
-
-    async fn stop(self) -> Vec<ConsumerRecord> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        std::mem::take(&mut *self.records.lock().unwrap())
-    }
-}
-
-/// Waits until `check` holds, failing with `what` after WAIT.
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
-
-fn assignments(members: &[Arc<Consumer>]) -> Vec<BTreeSet<TopicPartition>> {
-    members.iter().map(|c| c.assignment().into_iter().collect()).collect()
-}
-
-/// Every partition owned by exactly one member, and the sizes as wanted.
-fn exact_split(members: &[Arc<Consumer>], partitions: usize, sizes: &[usize]) -> bool {
-    let a = assignments(members);
-    let mut all = BTreeSet::new();
-    let total: usize = a.iter().map(BTreeSet::len).sum();
-    for s in &a {
-        all.extend(s.iter().cloned());
-    }
-    let mut got: Vec<usize> = a.iter().map(BTreeSet::len).collect();
-    got.sort_unstable();
-    let mut want = sizes.to_vec();
-    want.sort_unstable();
-    total == partitions && all.len() == partitions && got == want
 }
 
 /// Issue test 8: test 1 with `group.protocol=consumer`.
