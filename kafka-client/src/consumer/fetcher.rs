@@ -837,12 +837,7 @@ fn handle_fetch(shared: &Arc<Shared>, sessions: &mut HashMap<i32, Session>, done
                 let position = p.position.map_or(fetch_offset, |x| x.offset);
                 if end < position && config.auto_offset_reset == OffsetReset::None {
                     p.stalled = true;
-                    st.errors.push_back(Error::LogTruncation {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
-                        position,
-                        end_offset: end,
-                    });
+                    st.errors.push_back(truncation(&tp, position, end));
                     wake_app = true;
                 } else {
                     tracing::warn!(partition = %tp, position, end_offset = end, "log truncation detected; repositioning");
