@@ -111,8 +111,10 @@ fn main() {
     // One 1 MiB batch of 100-byte values, sent again and again (offsets are the broker's).
     let mut b = RecordBatchBuilder::with_capacity(BATCH_BYTES + 4096, BatchOptions::default());
     let mut records_per_batch = 0u64;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     while b.size_in_bytes() + 120 <= BATCH_BYTES {
-        b.append(1_700_000_000_000, None, Some(&VALUE), &[]).unwrap();
+        // A current timestamp: time-based retention would delete older records mid-run.
+        b.append(now_ms, None, Some(&VALUE), &[]).unwrap();
         records_per_batch += 1;
     }
     let batch = b.seal(ProducerState::NONE).unwrap();
@@ -144,7 +146,8 @@ fn main() {
         }
         if i >= window {
             let resp = c.recv::<ProduceRequest>(9);
-            assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+            let p = &resp.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, 0, "produce refused: {:?}", p.error_message);
         }
     }
     let produce_wall = t0.elapsed();
@@ -181,7 +184,15 @@ fn main() {
         corr += 1;
         c.send(corr, &req, 11);
         let resp = c.recv::<FetchRequest>(11);
-        let data = resp.responses[0].partitions[0].records.clone().unwrap();
+        let part = &resp.responses[0].partitions[0];
+        let data = part.records.clone().unwrap();
+        assert!(
+            !data.is_empty(),
+            "empty fetch at offset {offset}: error {} high watermark {} log start {}",
+            part.error_code,
+            part.high_watermark,
+            part.log_start_offset
+        );
         for e in RecordSetIter::new(data) {
             let e = e.unwrap();
             fetched += (e.last_offset() - e.base_offset() + 1) as u64;

@@ -667,7 +667,7 @@ impl State {
     }
 
     /// Runs one request; returns it back if it has to wait (a parked fetch).
-    fn process(&mut self, pending: Pending, final_attempt: bool) -> Option<Pending> {
+    fn process(&mut self, mut pending: Pending, final_attempt: bool) -> Option<Pending> {
         let api = pending.body.api_key();
         let mut delay = self.faults.latency.get(&pending.broker).copied().unwrap_or_default();
         let mut drop_response = false;
@@ -708,7 +708,7 @@ impl State {
         };
         let data_before = self.data_version;
         self.faults.current_api = Some(api);
-        let handled = handlers::handle(self, ctx, &pending.body);
+        let handled = handlers::handle(self, ctx, &mut pending.body);
         self.faults.current_api = None;
         let reply = match handled {
             handlers::Handled::Respond(body) => Reply::Response(body),

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::DEFAULT_DECOMPRESS_LIMIT;
 use kafka_protocol::records::{
-    self, BatchOptions, ControlRecordType, Header, ProducerState, RecordBatch, RecordBatchBuilder, TimestampType,
+    self, BatchOptions, ControlRecordType, Header, ProducerState, RecordBatch, RecordBatchBuilder, RecordBatchHeader,
+    TimestampType,
 };
 use kafka_protocol::ErrorCode;
 
@@ -272,9 +273,8 @@ impl PartitionLog {
         self.size_bytes
     }
 
-    /// Validates a batch from a producer and appends it, or recognizes it as a retry.
-    ///
-    /// `data` must hold exactly one record batch (the produce handler checked the count).
+    /// [`PartitionLog::append_owned`] of a copy.
+    #[cfg(test)]
     pub fn append(
         &mut self,
         data: &Bytes,
@@ -282,8 +282,24 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<Appended, Refusal> {
-        let (batch, records_max_ts) = validate(data, settings, now_ms)?;
-        let h = batch.header();
+        self.append_owned(data.clone(), settings, leader_epoch, now_ms)
+    }
+
+    /// Validates a batch from a producer and appends it, or recognizes it as a retry.
+    ///
+    /// `data` must hold exactly one record batch (the produce handler checked the count).
+    /// When nothing else holds `data`'s buffer (a large produce request's frame, read into a
+    /// buffer of its own), the batch is stored where it is, its offsets patched in place;
+    /// otherwise it is copied.
+    pub fn append_owned(
+        &mut self,
+        data: Bytes,
+        settings: &LogSettings,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<Appended, Refusal> {
+        let (header, records_max_ts) = validate(&data, settings, now_ms)?;
+        let h = &header;
         let count = h.record_count;
         let idempotent = h.producer_id >= 0;
         let transactional = h.is_transactional();
@@ -302,7 +318,7 @@ impl PartitionLog {
             }
         }
         let base_offset = self.next_offset;
-        let mut buf = BytesMut::from(&data[..]);
+        let mut buf = data.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         let patch = |e: kafka_protocol::ProtocolError| (ErrorCode::CorruptMessage, e.to_string());
         records::set_base_offset(&mut buf, base_offset).map_err(patch)?;
         records::set_partition_leader_epoch(&mut buf, leader_epoch).map_err(patch)?;
@@ -458,6 +474,8 @@ impl PartitionLog {
     }
 
     /// Index of the batch holding `offset`, or of the first batch after it.
+    ///
+    /// (See [`STANDALONE_BATCH`] for how reads treat large batches.)
     fn batch_index(&self, offset: i64) -> usize {
         self.batches.partition_point(|b| b.last_offset < offset)
     }
@@ -480,6 +498,11 @@ impl PartitionLog {
                 break;
             }
             let len = b.data.len();
+            if len >= STANDALONE_BATCH && !parts.is_empty() {
+                // A large batch is never copied into a response: it is sent from its own
+                // buffer in the next fetch, as Kafka ends a read at a segment's end.
+                break;
+            }
             if total + len > max_bytes && !(min_one_batch && parts.is_empty()) {
                 // Kafka slices the log by bytes: the response ends with the start of the batch
                 // that did not fit. Clients skip it.
@@ -494,6 +517,9 @@ impl PartitionLog {
             total += len;
             end_offset = b.last_offset + 1;
             idx += 1;
+            if len >= STANDALONE_BATCH {
+                break;
+            }
         }
         let complete_batches = parts.len();
         let records = match (parts.as_slice(), &tail) {
@@ -779,10 +805,18 @@ impl From<kafka_protocol::ProtocolError> for Invalid {
     }
 }
 
+/// A stored batch of at least this many bytes is a read of its own: a fetch returns it alone,
+/// straight from its buffer, rather than copying it together with its neighbours into one
+/// response buffer (a fetch response carries one contiguous byte range per partition). Kafka
+/// similarly ends a read at the end of a log segment; clients fetch again for the rest.
+/// Smaller batches are still gathered up to the fetch's size limits, so that a consumer of
+/// small batches gets as much per round trip as from Kafka.
+pub(crate) const STANDALONE_BATCH: usize = 256 * 1024;
+
 /// Checks a producer's batch (Kafka's `LogValidator`): size, structure, CRC, offset deltas,
 /// keys on compacted topics, timestamps against `message.timestamp.{before,after}.max.ms`.
 /// Returns the batch and its records' largest timestamp.
-fn validate(data: &Bytes, settings: &LogSettings, now_ms: i64) -> Result<(RecordBatch, i64), Refusal> {
+fn validate(data: &Bytes, settings: &LogSettings, now_ms: i64) -> Result<(RecordBatchHeader, i64), Refusal> {
     if data.len() > settings.max_message_bytes.max(0) as usize {
         return Err((
             ErrorCode::MessageTooLarge,
@@ -846,7 +880,7 @@ fn validate(data: &Bytes, settings: &LogSettings, now_ms: i64) -> Result<(Record
     if expected - base != i64::from(h.record_count) {
         return Err((ErrorCode::CorruptMessage, "fewer records than the batch header claims".into()));
     }
-    Ok((batch, max_ts))
+    Ok((*h, max_ts))
 }
 
 #[cfg(test)]
@@ -954,6 +988,68 @@ mod tests {
         assert_eq!((r.complete_batches, r.records.len()), (0, 5));
         let r = log.read(15, 1 << 20, false, 20);
         assert_eq!((r.complete_batches, r.records.len()), (1, len), "from the batch holding 15, below the limit");
+    }
+
+    /// A batch of `n` records of `size`-byte values.
+    fn big_batch(n: usize, size: usize) -> Bytes {
+        let value = vec![7u8; size];
+        let mut b = RecordBatchBuilder::new(BatchOptions::default());
+        for i in 0..n {
+            b.append(1_000 + i as i64, None, Some(&value), &[]).unwrap();
+        }
+        b.seal(ProducerState::NONE).unwrap()
+    }
+
+    #[test]
+    fn a_batch_nobody_else_holds_is_stored_without_a_copy_and_read_back_from_the_same_buffer() {
+        let mut log = PartitionLog::default();
+        let s = settings();
+        let data = big_batch(3, 100);
+        let ptr = data.as_ptr();
+        log.append_owned(data, &s, 5, 2_000).unwrap();
+        let stored = &log.batches.front().unwrap().data;
+        assert_eq!(stored.as_ptr(), ptr, "the batch was copied");
+        let read = log.read(0, 1 << 20, true, log.high_watermark());
+        assert_eq!(read.records.as_ptr(), ptr, "the read copied the batch");
+        let batch = RecordBatch::from_bytes(read.records).unwrap();
+        batch.verify_crc().unwrap();
+        assert_eq!((batch.header().base_offset, batch.header().partition_leader_epoch), (0, 5));
+
+        // A buffer someone else still holds is copied, and the holder's bytes are untouched.
+        let held = big_batch(2, 100);
+        let original = held.to_vec();
+        log.append_owned(held.clone(), &s, 5, 2_000).unwrap();
+        assert_ne!(log.batches.back().unwrap().data.as_ptr(), held.as_ptr());
+        assert_eq!(held.to_vec(), original);
+        assert_eq!(RecordBatch::from_bytes(log.batches.back().unwrap().data.clone()).unwrap().header().base_offset, 3);
+    }
+
+    #[test]
+    fn large_batches_are_read_alone_and_small_ones_gathered() {
+        let mut log = PartitionLog::default();
+        let s = settings();
+        let small = big_batch(10, 100);
+        let large = big_batch(3, STANDALONE_BATCH / 2);
+        assert!(large.len() >= STANDALONE_BATCH);
+        for b in [&small, &small, &large, &large, &small] {
+            log.append(b, &s, 0, 2_000).unwrap();
+        }
+        let hw = log.high_watermark();
+        let big = 64 << 20;
+        // Two small batches, then the first large one would follow: the read ends before it.
+        let r = log.read(0, big, true, hw);
+        assert_eq!((r.complete_batches, r.records.len(), r.end_offset), (2, 2 * small.len(), 20));
+        // A large batch alone, from its own buffer.
+        let r = log.read(20, big, true, hw);
+        assert_eq!((r.complete_batches, r.records.len(), r.end_offset), (1, large.len(), 23));
+        assert_eq!(r.records.as_ptr(), log.batches.get(2).unwrap().data.as_ptr());
+        let r = log.read(23, big, true, hw);
+        assert_eq!((r.complete_batches, r.end_offset), (1, 26));
+        let r = log.read(26, big, true, hw);
+        assert_eq!((r.complete_batches, r.records.len(), r.end_offset), (1, small.len(), 36));
+        // KIP-74 and byte limits still apply to a large batch.
+        let r = log.read(20, 1000, false, hw);
+        assert_eq!((r.complete_batches, r.records.len()), (0, 1000));
     }
 
     #[test]

@@ -157,6 +157,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut out = BytesMut::with_capacity(64 * 1024);
     loop {
         let frame = loop {
+            // A large frame is looked for first, before the decoder reserves room for it in
+            // `buf`: `buf` stays small, and a large frame always gets a buffer of its own.
+            if let Some(total) = large_frame(&buf, max_frame_size) {
+                match read_large_frame(&mut stream, &mut buf, total, &mut shutdown, &mut up).await? {
+                    Some(f) => break f,
+                    None => return Ok(()),
+                }
+            }
             match decoder.decode(&mut buf) {
                 Ok(Some(f)) => break f,
                 Ok(None) => {}
@@ -248,6 +256,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     return Err(ConnectionEnd::Stopped);
                 }
                 match delivery.reply {
+                    Reply::Response(ResponseBody::Fetch(response)) => {
+                        // Fetched batches go to the socket from the log's own buffers.
+                        let chunks =
+                            frame::encode_response_chunked(correlation_id, &response, version, CHUNK_THRESHOLD)
+                                .map_err(|error| ConnectionEnd::Response { api_key, version, error })?;
+                        write_chunks(&mut stream, chunks).await?;
+                        mute(mute_for).await;
+                        continue;
+                    }
                     Reply::Response(response) => {
                         frame::encode_response_body(&mut out, correlation_id, &response, version)
                             .map_err(|error| ConnectionEnd::Response { api_key, version, error })?;
@@ -359,9 +376,175 @@ fn sasl_request(
     })
 }
 
+/// Frames of at least this size are read into a buffer of their own (see [`read_large_frame`]).
+const LARGE_FRAME: usize = 64 * 1024;
+
+/// The most a large frame's buffer reserves before its bytes have arrived. A frame claiming
+/// more grows from there as its bytes arrive; the pages of a reservation become resident
+/// only when bytes are written into them.
+const EAGER_RESERVE: usize = 8 << 20;
+
+/// Record data of at least this size is written to the socket from the buffer it is stored
+/// in, not copied into the response frame.
+const CHUNK_THRESHOLD: usize = 16 * 1024;
+
+/// The total size (with its prefix) of the frame starting `buf` when it is a large one not yet
+/// complete. An invalid size (negative, above `max`) is left to the frame decoder, which
+/// refuses it.
+fn large_frame(buf: &BytesMut, max: usize) -> Option<usize> {
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let size = usize::try_from(i32::from_be_bytes(prefix)).ok()?;
+    let total = size.checked_add(4)?;
+    (size >= LARGE_FRAME && size <= max && buf.len() < total).then_some(total)
+}
+
+/// Reads the rest of a large frame (of `total` bytes with its prefix, its first bytes in `buf`)
+/// into a buffer that holds exactly that frame, and returns the frame without its prefix;
+/// `None` when the client closed the connection first. The size was checked against the
+/// maximum by the caller's decoder.
+///
+/// Two reasons: the buffer is sized once, instead of growing (and being copied) step by step
+/// while a 1 MiB produce request arrives; and the frame owns its allocation, so that the log
+/// can keep a produced batch where it is, patching its offsets in place, instead of copying it.
+async fn read_large_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    total: usize,
+    shutdown: &mut watch::Receiver<bool>,
+    up: &mut watch::Receiver<bool>,
+) -> Result<Option<Bytes>, ConnectionEnd> {
+    use bytes::{Buf, BufMut};
+    let mut own = BytesMut::with_capacity(total.min(EAGER_RESERVE).max(buf.len()));
+    own.extend_from_slice(buf);
+    buf.clear();
+    while own.len() < total {
+        let want = total - own.len();
+        if own.capacity() == own.len() {
+            // Past the eager reservation: grow with what has arrived, as the decoder does.
+            own.reserve(want.min(own.len()));
+        }
+        let mut room = (&mut own).limit(want);
+        tokio::select! {
+            _ = shutdown.changed() => return Err(ConnectionEnd::Shutdown),
+            _ = up.changed() => {
+                if !*up.borrow_and_update() {
+                    return Err(ConnectionEnd::Stopped);
+                }
+            }
+            n = stream.read_buf(&mut room) => {
+                if n? == 0 {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    own.advance(4);
+    Ok(Some(own.freeze()))
+}
+
+/// Writes a response's chunks with vectored writes.
+async fn write_chunks<S: AsyncWrite + Unpin>(stream: &mut S, chunks: Vec<Bytes>) -> std::io::Result<()> {
+    use bytes::Buf;
+    /// At most this many buffers per write (Linux's IOV_MAX is 1024).
+    const MAX_IOV: usize = 64;
+    let mut queue: std::collections::VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+    while !queue.is_empty() {
+        let n = {
+            let slices: Vec<std::io::IoSlice<'_>> =
+                queue.iter().take(MAX_IOV).map(|b| std::io::IoSlice::new(b)).collect();
+            stream.write_vectored(&slices).await?
+        };
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "socket closed"));
+        }
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = queue.front_mut() else { break };
+            if front.len() <= left {
+                left -= front.len();
+                queue.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    // TLS buffers what the socket did not take; plain TCP's flush does nothing.
+    stream.flush().await
+}
+
 /// A throttled client's connection reads nothing for a while (KIP-219).
 async fn mute(d: std::time::Duration) {
     if !d.is_zero() {
         tokio::time::sleep(d).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn only_complete_valid_large_frames_take_the_own_buffer_path() {
+        let frame = |size: i32, have: usize| {
+            let mut b = BytesMut::from(&size.to_be_bytes()[..]);
+            b.resize(have.max(4), 0);
+            b
+        };
+        let big = LARGE_FRAME as i32;
+        assert_eq!(large_frame(&frame(big, 4), 1 << 20), Some(LARGE_FRAME + 4));
+        assert_eq!(large_frame(&frame(big, LARGE_FRAME + 4), 1 << 20), None, "already complete");
+        assert_eq!(large_frame(&frame(big - 1, 4), 1 << 20), None, "small: the decoder's");
+        assert_eq!(large_frame(&frame(big, 4), LARGE_FRAME - 1), None, "too large: the decoder refuses it");
+        assert_eq!(large_frame(&frame(-5, 4), 1 << 20), None, "negative: the decoder refuses it");
+        assert_eq!(large_frame(&BytesMut::from(&[0u8, 1][..]), 1 << 20), None);
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_arriving_in_pieces_is_read_into_a_buffer_it_owns_alone() {
+        let size = 300_000usize;
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let (mut client, mut server) = tokio::io::duplex(8 * 1024);
+        let sent = body.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&(size as i32).to_be_bytes()).await.unwrap();
+            for piece in sent.chunks(7_777) {
+                client.write_all(piece).await.unwrap();
+            }
+            // The next frame's first bytes must stay in the stream.
+            client.write_all(&[0, 0, 0, 9]).await.unwrap();
+            client
+        });
+        let mut buf = BytesMut::new();
+        while buf.len() < 100 {
+            server.read_buf(&mut buf).await.unwrap();
+        }
+        let total = large_frame(&buf, 1 << 20).unwrap();
+        let (_stop_tx, mut stop) = watch::channel(false);
+        let (_up_tx, mut up) = watch::channel(true);
+        let frame = read_large_frame(&mut server, &mut buf, total, &mut stop, &mut up).await.unwrap().unwrap();
+        assert_eq!(&frame[..], &body[..]);
+        assert!(buf.is_empty());
+        assert!(frame.try_into_mut().is_ok(), "the frame shares its buffer");
+        let _client = writer.await.unwrap();
+        let mut next = [0u8; 4];
+        server.read_exact(&mut next).await.unwrap();
+        assert_eq!(next, [0, 0, 0, 9]);
+    }
+
+    #[tokio::test]
+    async fn a_client_closing_mid_frame_ends_the_read() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(&(1_000_000i32).to_be_bytes()).await.unwrap();
+        client.write_all(&[1; 100]).await.unwrap();
+        drop(client);
+        let mut buf = BytesMut::new();
+        server.read_buf(&mut buf).await.unwrap();
+        let (_stop_tx, mut stop) = watch::channel(false);
+        let (_up_tx, mut up) = watch::channel(true);
+        let total = large_frame(&buf, 1 << 20).unwrap();
+        assert!(read_large_frame(&mut server, &mut buf, total, &mut stop, &mut up).await.unwrap().is_none());
     }
 }

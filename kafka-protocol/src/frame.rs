@@ -227,6 +227,27 @@ pub fn encode_request_chunked<R: Request>(
     Ok(chunks)
 }
 
+/// Encodes a response as a list of chunks for a vectored write: record data of at least
+/// `threshold` bytes (a Fetch response's batches) is referenced, not copied.
+pub fn encode_response_chunked<R: Response>(
+    correlation_id: i32,
+    response: &R,
+    version: i16,
+    threshold: usize,
+) -> Result<Vec<Bytes>> {
+    check_version(R::API_KEY, version)?;
+    let mut w = ChunkedWriter::new(threshold);
+    let header = ResponseHeader { correlation_id, ..Default::default() };
+    header.encode(&mut w, R::API_KEY.response_header_version(version))?;
+    response.encode(&mut w, version)?;
+    let total = w.written();
+    let size =
+        i32::try_from(total).map_err(|_| ProtocolError::ValueOutOfRange { what: "frame", value: total as i64 })?;
+    let mut chunks = vec![Bytes::copy_from_slice(&size.to_be_bytes())];
+    chunks.extend(w.into_chunks());
+    Ok(chunks)
+}
+
 /// Encodes a response with its size prefix and header into `out`.
 pub fn encode_response<R: Response>(out: &mut BytesMut, correlation_id: i32, response: &R, version: i16) -> Result<()> {
     encode_response_inner(out, R::API_KEY, correlation_id, version, &|w| response.encode(w, version))

@@ -138,7 +138,9 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// Handles one request.
-pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &RequestBody) -> Handled {
+/// Takes `&mut`: a produce request's record data moves into the log (not copied) when nothing
+/// else holds it.
+pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, body: &mut RequestBody) -> Handled {
     let version = ctx.version;
     // Versions Kafka 4 removed get Kafka's error answer rather than a closed connection.
     let removed = match body {

@@ -57,28 +57,29 @@ pub(crate) fn refuse_all(req: &ProduceRequest, code: ErrorCode) -> ProduceRespon
     }
 }
 
-pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ProduceRequest) -> Handled {
+pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &mut ProduceRequest) -> Handled {
     let acks = req.acks;
+    let request_bytes: usize =
+        req.topic_data.iter().flat_map(|t| &t.partition_data).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
     let mut any_error: Option<String> = None;
     let mut leaders_named: Vec<i32> = Vec::new();
     let mut appended = false;
+    // A request with one batch may hand its buffer to the log (stored without a copy when
+    // nothing else holds it). Batches of a request with several share one frame buffer: each
+    // is copied, or the first stored in place would keep the whole frame alive.
+    let batches = req.topic_data.iter().flat_map(|t| &t.partition_data).filter(|p| p.records.is_some()).count();
+    let transactional_id = req.transactional_id.as_deref();
     let responses = req
         .topic_data
-        .iter()
+        .iter_mut()
         .map(|t| {
+            let name = &t.name;
             let partition_responses = t
                 .partition_data
-                .iter()
+                .iter_mut()
                 .map(|p| {
-                    let result = produce_one(
-                        state,
-                        ctx,
-                        acks,
-                        req.transactional_id.as_deref(),
-                        &t.name,
-                        p.index,
-                        p.records.as_ref(),
-                    );
+                    let records = if batches == 1 { p.records.take() } else { p.records.clone() };
+                    let result = produce_one(state, ctx, acks, transactional_id, name, p.index, records);
                     match result {
                         Ok(r) => {
                             appended |= !r.duplicate;
@@ -98,7 +99,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ProduceRequest) -> H
                             }
                         }
                         Err(e) => {
-                            any_error.get_or_insert_with(|| format!("{}-{}: {}", t.name, p.index, e.message));
+                            any_error.get_or_insert_with(|| format!("{}-{}: {}", name, p.index, e.message));
                             let message = (ctx.version >= 8).then_some(e.message);
                             let mut resp = refused(p.index, e.code, message);
                             if let (Some((leader, epoch)), true) = (e.leader, ctx.version >= 10) {
@@ -122,13 +123,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &ProduceRequest) -> H
     let client = ctx.header.client_id.as_deref().unwrap_or("");
     let mut throttle_time_ms = 0;
     if state.quotas.applies(client, QuotaKind::Produce) {
-        let bytes: usize = req
-            .topic_data
-            .iter()
-            .flat_map(|t| &t.partition_data)
-            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
-            .sum();
-        throttle_time_ms = state.quotas.record(client, QuotaKind::Produce, bytes, ctx.now_ms);
+        throttle_time_ms = state.quotas.record(client, QuotaKind::Produce, request_bytes, ctx.now_ms);
     }
     if acks == 0 {
         // Kafka tells an acks=0 producer about a failure the only way it can: by closing the
@@ -224,7 +219,7 @@ fn produce_one(
     transactional_id: Option<&str>,
     topic: &str,
     index: i32,
-    records: Option<&bytes::Bytes>,
+    records: Option<bytes::Bytes>,
 ) -> Result<Produced, Failure> {
     if !(-1..=1).contains(&acks) {
         return Err((ErrorCode::InvalidRequiredAcks, format!("Invalid required acks {acks}")).into());
@@ -236,8 +231,43 @@ fn produce_one(
         message: e.message,
         leader: e.leader,
     })?;
-    let data = records.cloned().unwrap_or_default();
-    // Exactly one magic 2 batch per partition (Kafka's ProduceRequest.validateRecords).
+    let data = records.unwrap_or_default();
+    let header = check_one_batch(&data, &settings, ctx.version)?;
+    if header.is_transactional() {
+        verify_transaction(state, ctx.version, transactional_id, &header, topic, index)?;
+    }
+    let Some(partition) = lookup_partition_mut(state, topic, index) else {
+        return Err((ErrorCode::UnknownServerError, format!("{topic}-{index} vanished")).into());
+    };
+    if acks == -1 && (partition.isr.len() as i64) < i64::from(settings.min_insync_replicas) {
+        return Err((
+            ErrorCode::NotEnoughReplicas,
+            format!(
+                "The size of the current ISR {} is insufficient to satisfy the min.isr requirement of {} for partition {topic}-{index}",
+                partition.isr.len(),
+                settings.min_insync_replicas
+            ),
+        )
+            .into());
+    }
+    let leader_epoch = partition.leader_epoch;
+    let appended = partition.log.append_owned(data, &settings, leader_epoch, ctx.now_ms)?;
+    Ok(Produced {
+        base_offset: appended.base_offset,
+        log_append_time_ms: appended.log_append_time_ms,
+        log_start_offset: partition.log.log_start_offset(),
+        duplicate: appended.duplicate,
+    })
+}
+
+/// Checks that `data` holds exactly one magic 2 batch (Kafka's
+/// `ProduceRequest.validateRecords`) and returns its header. Holds no reference to `data`
+/// afterwards, so that the log may take the buffer over.
+fn check_one_batch(
+    data: &bytes::Bytes,
+    settings: &crate::configs::LogSettings,
+    version: i16,
+) -> Result<kafka_protocol::records::RecordBatchHeader, Failure> {
     let mut entries = RecordSetIter::new(data.clone());
     let first = match entries.next() {
         Some(Ok(kafka_protocol::records::RecordSetEntry::Batch(b))) => b,
@@ -246,7 +276,7 @@ fn produce_one(
                 ErrorCode::InvalidRecord,
                 format!(
                     "Produce requests with version {} are only allowed to contain record batches with magic version 2",
-                    ctx.version
+                    version
                 ),
             )
                 .into())
@@ -266,10 +296,7 @@ fn produce_one(
         None if data.is_empty() => {
             return Err((
                 ErrorCode::InvalidRecord,
-                format!(
-                    "Produce requests with version {} must have at least one record batch per partition",
-                    ctx.version
-                ),
+                format!("Produce requests with version {} must have at least one record batch per partition", version),
             )
                 .into())
         }
@@ -280,35 +307,10 @@ fn produce_one(
             ErrorCode::InvalidRecord,
             format!(
                 "Produce requests with version {} are only allowed to contain exactly one record batch per partition",
-                ctx.version
+                version
             ),
         )
             .into());
     }
-    let header = first.header();
-    if header.is_transactional() {
-        verify_transaction(state, ctx.version, transactional_id, header, topic, index)?;
-    }
-    let Some(partition) = lookup_partition_mut(state, topic, index) else {
-        return Err((ErrorCode::UnknownServerError, format!("{topic}-{index} vanished")).into());
-    };
-    if acks == -1 && (partition.isr.len() as i64) < i64::from(settings.min_insync_replicas) {
-        return Err((
-            ErrorCode::NotEnoughReplicas,
-            format!(
-                "The size of the current ISR {} is insufficient to satisfy the min.isr requirement of {} for partition {topic}-{index}",
-                partition.isr.len(),
-                settings.min_insync_replicas
-            ),
-        )
-            .into());
-    }
-    let leader_epoch = partition.leader_epoch;
-    let appended = partition.log.append(first.as_bytes(), &settings, leader_epoch, ctx.now_ms)?;
-    Ok(Produced {
-        base_offset: appended.base_offset,
-        log_append_time_ms: appended.log_append_time_ms,
-        log_start_offset: partition.log.log_start_offset(),
-        duplicate: appended.duplicate,
-    })
+    Ok(*first.header())
 }
