@@ -171,45 +171,26 @@ fn body_size(
     n
 }
 
-/// A varint encoded into the low bytes of a `u64`, with its length; values that need more than
-/// 8 bytes report a length of 9 (the caller then takes the general path).
+/// Values below this take at most three bytes as a varint.
+const VARINT3_LIMIT: u64 = 1 << 21;
+
+/// A varint of `v < 2^21` encoded into the low bytes of a `u64`, with its length (1 to 3).
+/// Within a batch the widths repeat, so the branches are predicted.
 #[inline(always)]
-fn small_varint(v: u64) -> (u64, usize) {
+fn varint3(v: u32) -> (u64, usize) {
+    let v = u64::from(v);
     if v < 1 << 7 {
         (v, 1)
     } else if v < 1 << 14 {
         ((v & 0x7f) | 0x80 | ((v << 1) & 0x7f00), 2)
     } else {
-        small_varint_slow(v)
+        ((v & 0x7f) | 0x80 | ((v << 1) & 0x7f00) | 0x8000 | ((v << 2) & 0x7f_0000), 3)
     }
 }
 
-#[inline(never)]
-fn small_varint_slow(mut v: u64) -> (u64, usize) {
-    if v >= 1 << 56 {
-        return (0, 9);
-    }
-    let mut bits = 0u64;
-    let mut shift = 0u32;
-    while v >= 0x80 {
-        bits |= ((v & 0x7f) | 0x80) << shift;
-        v >>= 7;
-        shift += 8;
-    }
-    (bits | (v << shift), (shift / 8 + 1) as usize)
-}
-
-/// The length varint of a nullable byte string, its size, and the bytes to write after it.
-#[inline(always)]
-fn nullable_varint(v: Option<&[u8]>) -> (u64, usize, &[u8]) {
-    match v {
-        None => (1, 1, &[]), // zig-zag of -1
-        Some(b) => {
-            let (bits, n) = small_varint((b.len() as u64) << 1);
-            (bits, n, b)
-        }
-    }
-}
+/// Bytes the buffer grows by, at least, when the builder initializes more of its allocation
+/// (see [`RecordBatchBuilder::init_more`]).
+const INIT_STEP: usize = 8 * 1024;
 
 /// Bytes past a record that [`FastWriter`] may scribble on (and the next record overwrites).
 const SLACK: usize = 16;
@@ -388,14 +369,19 @@ impl Default for BatchOptions {
 ///
 /// The first record's timestamp becomes the base timestamp; offset deltas run 0, 1, 2, ...
 ///
-/// The buffer is a fully initialized `Vec<u8>` used as scratch space, with the batch's length
-/// kept separately, so records are written with plain stores into memory that is already
-/// there: no per-byte capacity checks, no zeroing per record. It grows (doubling) only when a
-/// record does not fit; a record that fits exactly never makes it grow.
+/// The buffer is a `Vec<u8>` used as scratch space, with the batch's length kept separately:
+/// its initialized part (`buf.len()`) runs a little ahead of the batch, so records are written
+/// with plain stores into memory that is already there (no per-byte capacity checks; safe code
+/// cannot write into uninitialized memory). The allocation is made once, at the capacity asked
+/// for, and initialized (zeroed) lazily, 8 KiB at a time, as records reach it: a
+/// batch closed half full never pays for zeroing the other half, and the zeroed bytes are
+/// still in cache when the records land on them. The allocation grows (doubling) only when a
+/// record does not fit in it; a record that fits exactly never makes it grow.
 #[derive(Debug)]
 pub struct RecordBatchBuilder {
     /// Scratch space; bytes `..len` are the batch so far (61 header bytes, filled at seal time,
-    /// then the records); bytes past `len` are initialized but meaningless.
+    /// then the records); bytes from `len` to `buf.len()` are initialized but meaningless, and
+    /// the rest of the allocation is initialized on demand.
     buf: Vec<u8>,
     len: usize,
     options: BatchOptions,
@@ -414,7 +400,10 @@ impl RecordBatchBuilder {
     /// A builder whose buffer holds `capacity` bytes (header included) before it has to grow:
     /// pass the producer's `batch.size`.
     pub fn with_capacity(capacity: usize, options: BatchOptions) -> Self {
-        Self::with_vec(vec![0u8; capacity.max(RECORD_BATCH_OVERHEAD)], options)
+        let mut buf = Vec::new();
+        // The caller's batch size, not a length from the wire; nothing is zeroed yet.
+        buf.reserve_exact(capacity.max(RECORD_BATCH_OVERHEAD));
+        Self::with_vec(buf, options)
     }
 
     /// A builder that reuses `buf`'s memory, e.g. a batch sealed earlier and recovered with
@@ -424,7 +413,8 @@ impl RecordBatchBuilder {
         Self::with_vec(Vec::from(buf), options)
     }
 
-    /// Like [`Self::with_buffer`], from a `Vec`; its contents are ignored and overwritten.
+    /// Like [`Self::with_buffer`], from a `Vec`; its contents are ignored and overwritten, and
+    /// its spare capacity is used before the builder reallocates.
     pub fn with_vec(mut buf: Vec<u8>, options: BatchOptions) -> Self {
         if buf.len() < RECORD_BATCH_OVERHEAD {
             buf.resize(RECORD_BATCH_OVERHEAD, 0);
@@ -498,44 +488,101 @@ impl RecordBatchBuilder {
         let offset_delta = self.count;
         let base = if offset_delta == 0 { timestamp_ms } else { self.base_timestamp };
         let (timestamp_delta, overflow) = timestamp_ms.overflowing_sub(base);
-        if headers.is_empty() && offset_delta < i32::MAX && !overflow {
-            // The common case, specialized: no headers, and every varint encoded once, in a
-            // register, then stored with one fixed-width write.
-            let zts = zigzag64(timestamp_delta);
-            let (ts_bits, ts_len) = small_varint(zts);
-            let (off_bits, off_len) = small_varint(u64::from(zigzag32(offset_delta)));
-            let (key_bits, key_len, key_bytes) = nullable_varint(key);
-            let (value_bits, value_len, value_bytes) = nullable_varint(value);
-            let body = (2 + ts_len + off_len + key_len + value_len) // attributes, header count
-                .saturating_add(key_bytes.len())
-                .saturating_add(value_bytes.len());
-            let (len_bits, len_len) = small_varint((body as u64) << 1);
-            let end = self.len.saturating_add(len_len).saturating_add(body);
-            if ts_len <= 8 && end <= MAX_BATCH_LENGTH + LOG_OVERHEAD && end + SLACK <= self.buf.len() {
-                let mut w = FastWriter { buf: self.buf.get_mut(self.len..end + SLACK).unwrap_or_default(), pos: 0 };
-                w.put8(len_bits);
-                w.pos += len_len;
-                w.byte(0); // record attributes: unused
-                w.put8(ts_bits);
-                w.pos += ts_len;
-                w.put8(off_bits);
-                w.pos += off_len;
-                w.put8(key_bits);
-                w.pos += key_len;
-                if key.is_some() {
-                    w.slice(key_bytes);
-                }
-                w.put8(value_bits);
-                w.pos += value_len;
-                if value.is_some() {
-                    w.slice(value_bytes);
-                }
-                w.byte(0); // no headers
+        if headers.is_empty() && !overflow {
+            if let Some(end) = self.append_fast(timestamp_delta, offset_delta, key, value) {
                 self.commit(end, timestamp_ms, offset_delta);
                 return Ok(offset_delta);
             }
         }
         self.append_general(timestamp_ms, key, value, headers)
+    }
+
+    /// Writes a record without headers whose varints all fit three bytes (deltas below 2^20,
+    /// key and value shorter than 1 MiB) and returns its end, or `None` (nothing appended) for
+    /// anything else.
+    ///
+    /// The record's first fields are assembled in registers: the length, attributes and
+    /// timestamp delta (at most 7 bytes) in one `u64`, the offset delta and key length, or for
+    /// a null key the offset delta, the null marker and the value length (at most 7 bytes) in
+    /// another; the two are joined into a `u128` and stored with one 16-byte write (the
+    /// buffer's [`SLACK`] covers the bytes past a short record, which the next record
+    /// overwrites). Then the key, the value's length if the key was not null, the value and
+    /// the header count. One length computation, no loop, a handful of bounds checks.
+    #[inline(always)]
+    fn append_fast(
+        &mut self,
+        timestamp_delta: i64,
+        offset_delta: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Option<usize> {
+        let zts = zigzag64(timestamp_delta);
+        // An offset delta below 2^20 also leaves room for the count to grow.
+        let zoff = u64::from(zigzag32(offset_delta));
+        let key_len = key.map_or(0, <[u8]>::len);
+        let value_len = value.map_or(0, <[u8]>::len);
+        // Zig-zag of a length below 2^20 is below 2^21; one comparison checks all four.
+        if (zts | zoff | (key_len as u64) << 1 | (value_len as u64) << 1) >= VARINT3_LIMIT {
+            return None;
+        }
+        let (ts_bits, ts_n) = varint3(zts as u32);
+        let (off_bits, off_n) = varint3(zoff as u32);
+        let (key_bits, key_n) = if key.is_some() { varint3((key_len as u32) << 1) } else { (1, 1) };
+        let (value_bits, value_n) = if value.is_some() { varint3((value_len as u32) << 1) } else { (1, 1) };
+        // Attributes and header count take a byte each.
+        let body = 2 + ts_n + off_n + key_n + key_len + value_n + value_len;
+        if body >= 1 << 20 {
+            return None;
+        }
+        let (len_bits, len_n) = varint3((body as u32) << 1);
+        let start = self.len;
+        let end = start + len_n + body;
+        if end > MAX_BATCH_LENGTH + LOG_OVERHEAD {
+            return None;
+        }
+        if end + SLACK > self.buf.len() {
+            if end + SLACK > self.buf.capacity() {
+                return None;
+            }
+            self.init_more(end + SLACK);
+        }
+        let dst = self.buf.get_mut(start..end + SLACK)?;
+        // Length, attributes (0: unused) and timestamp delta.
+        let a = len_bits | (ts_bits << (8 * (len_n + 1)));
+        let a_n = len_n + 1 + ts_n;
+        let (b, b_n) = match key {
+            // Offset delta, -1 (zig-zag 1) for the null key, value length.
+            None => (off_bits | (1 << (8 * off_n)) | (value_bits << (8 * (off_n + 1))), off_n + 1 + value_n),
+            Some(_) => (off_bits | (key_bits << (8 * off_n)), off_n + key_n),
+        };
+        // Two overlapping 8-byte stores; `a_n` is at most 7, so both lie inside `head`.
+        let (head, _) = dst.split_first_chunk_mut::<16>()?;
+        let (first, _) = head.split_first_chunk_mut::<8>()?;
+        *first = a.to_le_bytes();
+        if let Some((second, _)) = head.get_mut(a_n & 7..).and_then(<[u8]>::split_first_chunk_mut::<8>) {
+            *second = b.to_le_bytes();
+        }
+        let mut p = a_n + b_n;
+        if let Some(k) = key {
+            dst.get_mut(p..p + key_len)?.copy_from_slice(k);
+            p += key_len;
+            dst.get_mut(p..p + 8)?.copy_from_slice(&value_bits.to_le_bytes());
+            p += value_n;
+        }
+        // The value, then 0 for no headers: one bounds check for both.
+        let (last, v) = dst.get_mut(p..=p + value_len)?.split_last_mut()?;
+        v.copy_from_slice(value.unwrap_or_default());
+        *last = 0;
+        Some(end)
+    }
+
+    /// Initializes more of the buffer's allocation, at least up to `needed` (which must not
+    /// exceed the capacity) and by at least [`INIT_STEP`] bytes, without reallocating.
+    #[cold]
+    #[inline(never)]
+    fn init_more(&mut self, needed: usize) {
+        let target = needed.max(self.buf.len().saturating_add(INIT_STEP)).min(self.buf.capacity());
+        self.buf.resize(target.max(needed), 0);
     }
 
     /// Records a written record in the builder's state.
@@ -575,7 +622,11 @@ impl RecordBatchBuilder {
             return Err(ProtocolError::ValueOutOfRange { what: "record batch size", value: total as i64 });
         }
         // Every length below is at most `body` <= i32::MAX, so the casts are exact.
-        if end.saturating_add(SLACK) <= self.buf.len() {
+        let needed = end.saturating_add(SLACK);
+        if needed > self.buf.len() && needed <= self.buf.capacity() {
+            self.init_more(needed);
+        }
+        if needed <= self.buf.len() {
             self.write_fast(body, timestamp_delta, offset_delta, key, value, headers);
         } else {
             self.write_exact(end, body, timestamp_delta, offset_delta, key, value, headers);
