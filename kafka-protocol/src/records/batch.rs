@@ -188,10 +188,6 @@ fn varint3(v: u32) -> (u64, usize) {
     }
 }
 
-/// Bytes the buffer grows by, at least, when the builder initializes more of its allocation
-/// (see [`RecordBatchBuilder::init_more`]).
-const INIT_STEP: usize = 8 * 1024;
-
 /// Bytes past a record that [`FastWriter`] may scribble on (and the next record overwrites).
 const SLACK: usize = 16;
 
@@ -369,21 +365,17 @@ impl Default for BatchOptions {
 ///
 /// The first record's timestamp becomes the base timestamp; offset deltas run 0, 1, 2, ...
 ///
-/// The buffer is a `Vec<u8>` used as scratch space, with the batch's length kept separately:
-/// its initialized part (`buf.len()`) runs a little ahead of the batch, so records are written
-/// with plain stores into memory that is already there (no per-byte capacity checks; safe code
-/// cannot write into uninitialized memory). The allocation is made once, at the capacity asked
-/// for, and initialized (zeroed) lazily, 8 KiB at a time, as records reach it: a
-/// batch closed half full never pays for zeroing the other half, and the zeroed bytes are
-/// still in cache when the records land on them. The allocation grows (doubling) only when a
-/// record does not fit in it; a record that fits exactly never makes it grow.
+/// The buffer is a `Vec<u8>` whose length is the batch's. A record is appended with a few
+/// `extend_from_slice` calls into capacity checked once for the whole record, so nothing is
+/// zeroed first (safe code cannot write into uninitialized memory any other way): its leading
+/// varints are encoded in registers and appended as one fixed 16-byte chunk, then the length
+/// is cut back to their true size, and the next write overwrites the extra bytes. The
+/// allocation is made once, at the capacity asked for, and grows (doubling) only when a record
+/// does not fit; a record that fits exactly never makes it grow.
 #[derive(Debug)]
 pub struct RecordBatchBuilder {
-    /// Scratch space; bytes `..len` are the batch so far (61 header bytes, filled at seal time,
-    /// then the records); bytes from `len` to `buf.len()` are initialized but meaningless, and
-    /// the rest of the allocation is initialized on demand.
+    /// The batch so far: 61 header bytes (filled at seal time), then the records.
     buf: Vec<u8>,
-    len: usize,
     options: BatchOptions,
     count: i32,
     base_timestamp: i64,
@@ -407,8 +399,7 @@ impl RecordBatchBuilder {
     }
 
     /// A builder that reuses `buf`'s memory, e.g. a batch sealed earlier and recovered with
-    /// `Bytes::try_into_mut`. Its initialized length is reused as is (no zeroing): recycling
-    /// a sealed batch gives a builder with that batch's size available at no cost.
+    /// `Bytes::try_into_mut`: its allocation is reused as is, nothing is zeroed.
     pub fn with_buffer(buf: BytesMut, options: BatchOptions) -> Self {
         Self::with_vec(Vec::from(buf), options)
     }
@@ -416,12 +407,10 @@ impl RecordBatchBuilder {
     /// Like [`Self::with_buffer`], from a `Vec`; its contents are ignored and overwritten, and
     /// its spare capacity is used before the builder reallocates.
     pub fn with_vec(mut buf: Vec<u8>, options: BatchOptions) -> Self {
-        if buf.len() < RECORD_BATCH_OVERHEAD {
-            buf.resize(RECORD_BATCH_OVERHEAD, 0);
-        }
+        buf.clear();
+        buf.resize(RECORD_BATCH_OVERHEAD, 0);
         RecordBatchBuilder {
             buf,
-            len: RECORD_BATCH_OVERHEAD,
             options,
             count: 0,
             base_timestamp: NO_TIMESTAMP,
@@ -488,26 +477,25 @@ impl RecordBatchBuilder {
         let offset_delta = self.count;
         let base = if offset_delta == 0 { timestamp_ms } else { self.base_timestamp };
         let (timestamp_delta, overflow) = timestamp_ms.overflowing_sub(base);
-        if headers.is_empty() && !overflow {
-            if let Some(end) = self.append_fast(timestamp_delta, offset_delta, key, value) {
-                self.commit(end, timestamp_ms, offset_delta);
-                return Ok(offset_delta);
-            }
+        if headers.is_empty() && !overflow && self.append_fast(timestamp_delta, offset_delta, key, value) {
+            self.commit(timestamp_ms, offset_delta);
+            return Ok(offset_delta);
         }
         self.append_general(timestamp_ms, key, value, headers)
     }
 
-    /// Writes a record without headers whose varints all fit three bytes (deltas below 2^20,
-    /// key and value shorter than 1 MiB) and returns its end, or `None` (nothing appended) for
-    /// anything else.
+    /// Appends a record without headers whose varints all fit three bytes (deltas below 2^20,
+    /// key and value shorter than 1 MiB) and whose bytes, plus [`SLACK`], fit the allocation;
+    /// `false` (nothing appended) for anything else.
     ///
     /// The record's first fields are assembled in registers: the length, attributes and
     /// timestamp delta (at most 7 bytes) in one `u64`, the offset delta and key length, or for
     /// a null key the offset delta, the null marker and the value length (at most 7 bytes) in
-    /// another; the two are joined into a `u128` and stored with one 16-byte write (the
-    /// buffer's [`SLACK`] covers the bytes past a short record, which the next record
-    /// overwrites). Then the key, the value's length if the key was not null, the value and
-    /// the header count. One length computation, no loop, a handful of bounds checks.
+    /// another. The two are placed in a 16-byte chunk, appended whole, and the length is cut
+    /// back to their true size. Then the key, the value's length if the key was not null (an
+    /// 8-byte chunk, cut back the same way), the value and the header count. One length
+    /// computation, no loop, no zeroing, and the capacity checks of `extend_from_slice` never
+    /// fail because the record's room was checked first.
     #[inline(always)]
     fn append_fast(
         &mut self,
@@ -515,7 +503,7 @@ impl RecordBatchBuilder {
         offset_delta: i32,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-    ) -> Option<usize> {
+    ) -> bool {
         let zts = zigzag64(timestamp_delta);
         // An offset delta below 2^20 also leaves room for the count to grow.
         let zoff = u64::from(zigzag32(offset_delta));
@@ -523,7 +511,7 @@ impl RecordBatchBuilder {
         let value_len = value.map_or(0, <[u8]>::len);
         // Zig-zag of a length below 2^20 is below 2^21; one comparison checks all four.
         if (zts | zoff | (key_len as u64) << 1 | (value_len as u64) << 1) >= VARINT3_LIMIT {
-            return None;
+            return false;
         }
         let (ts_bits, ts_n) = varint3(zts as u32);
         let (off_bits, off_n) = varint3(zoff as u32);
@@ -532,21 +520,15 @@ impl RecordBatchBuilder {
         // Attributes and header count take a byte each.
         let body = 2 + ts_n + off_n + key_n + key_len + value_n + value_len;
         if body >= 1 << 20 {
-            return None;
+            return false;
         }
         let (len_bits, len_n) = varint3((body as u32) << 1);
-        let start = self.len;
+        let buf = &mut self.buf;
+        let start = buf.len();
         let end = start + len_n + body;
-        if end > MAX_BATCH_LENGTH + LOG_OVERHEAD {
-            return None;
+        if end > MAX_BATCH_LENGTH + LOG_OVERHEAD || end + SLACK > buf.capacity() {
+            return false;
         }
-        if end + SLACK > self.buf.len() {
-            if end + SLACK > self.buf.capacity() {
-                return None;
-            }
-            self.init_more(end + SLACK);
-        }
-        let dst = self.buf.get_mut(start..end + SLACK)?;
         // Length, attributes (0: unused) and timestamp delta.
         let a = len_bits | (ts_bits << (8 * (len_n + 1)));
         let a_n = len_n + 1 + ts_n;
@@ -555,40 +537,30 @@ impl RecordBatchBuilder {
             None => (off_bits | (1 << (8 * off_n)) | (value_bits << (8 * (off_n + 1))), off_n + 1 + value_n),
             Some(_) => (off_bits | (key_bits << (8 * off_n)), off_n + key_n),
         };
-        // Two overlapping 8-byte stores; `a_n` is at most 7, so both lie inside `head`.
-        let (head, _) = dst.split_first_chunk_mut::<16>()?;
-        let (first, _) = head.split_first_chunk_mut::<8>()?;
-        *first = a.to_le_bytes();
+        // Two overlapping 8-byte stores; `a_n` is at most 7, so both lie inside the chunk.
+        let mut head = [0u8; 16];
+        if let Some((first, _)) = head.split_first_chunk_mut::<8>() {
+            *first = a.to_le_bytes();
+        }
         if let Some((second, _)) = head.get_mut(a_n & 7..).and_then(<[u8]>::split_first_chunk_mut::<8>) {
             *second = b.to_le_bytes();
         }
-        let mut p = a_n + b_n;
+        buf.extend_from_slice(&head);
+        buf.truncate(start + a_n + b_n);
         if let Some(k) = key {
-            dst.get_mut(p..p + key_len)?.copy_from_slice(k);
-            p += key_len;
-            dst.get_mut(p..p + 8)?.copy_from_slice(&value_bits.to_le_bytes());
-            p += value_n;
+            buf.extend_from_slice(k);
+            let at = buf.len() + value_n;
+            buf.extend_from_slice(&value_bits.to_le_bytes());
+            buf.truncate(at);
         }
-        // The value, then 0 for no headers: one bounds check for both.
-        let (last, v) = dst.get_mut(p..=p + value_len)?.split_last_mut()?;
-        v.copy_from_slice(value.unwrap_or_default());
-        *last = 0;
-        Some(end)
-    }
-
-    /// Initializes more of the buffer's allocation, at least up to `needed` (which must not
-    /// exceed the capacity) and by at least [`INIT_STEP`] bytes, without reallocating.
-    #[cold]
-    #[inline(never)]
-    fn init_more(&mut self, needed: usize) {
-        let target = needed.max(self.buf.len().saturating_add(INIT_STEP)).min(self.buf.capacity());
-        self.buf.resize(target.max(needed), 0);
+        buf.extend_from_slice(value.unwrap_or_default());
+        buf.push(0); // no headers
+        true
     }
 
     /// Records a written record in the builder's state.
     #[inline(always)]
-    fn commit(&mut self, end: usize, timestamp_ms: i64, offset_delta: i32) {
-        self.len = end;
+    fn commit(&mut self, timestamp_ms: i64, offset_delta: i32) {
         if offset_delta == 0 {
             self.base_timestamp = timestamp_ms;
             self.max_timestamp = timestamp_ms;
@@ -617,27 +589,34 @@ impl RecordBatchBuilder {
         };
         let body = body_size(timestamp_delta, offset_delta, key, value, headers);
         let total = len_prefix_size(body).saturating_add(body);
-        let end = self.len.saturating_add(total);
+        let start = self.buf.len();
+        let end = start.saturating_add(total);
         if end - LOG_OVERHEAD > MAX_BATCH_LENGTH {
             return Err(ProtocolError::ValueOutOfRange { what: "record batch size", value: total as i64 });
         }
-        // Every length below is at most `body` <= i32::MAX, so the casts are exact.
-        let needed = end.saturating_add(SLACK);
-        if needed > self.buf.len() && needed <= self.buf.capacity() {
-            self.init_more(needed);
-        }
-        if needed <= self.buf.len() {
-            self.write_fast(body, timestamp_delta, offset_delta, key, value, headers);
+        // Every length below is at most `body` <= i32::MAX, so the casts are exact. The record
+        // is written into zeroed bytes (this path is not the hot one), with the slack the
+        // fixed-width writes need, unless only the record itself fits the allocation.
+        let capacity = self.buf.capacity();
+        if end.saturating_add(SLACK) <= capacity || end > capacity {
+            // `resize` past the capacity grows the allocation (at least doubling it).
+            self.buf.resize(end.saturating_add(SLACK), 0);
+            self.write_fast(start, body, timestamp_delta, offset_delta, key, value, headers);
         } else {
-            self.write_exact(end, body, timestamp_delta, offset_delta, key, value, headers);
+            self.buf.resize(end, 0);
+            self.write_exact(start, end, body, timestamp_delta, offset_delta, key, value, headers);
         }
-        self.commit(end, timestamp_ms, offset_delta);
+        self.buf.truncate(end);
+        self.commit(timestamp_ms, offset_delta);
         Ok(offset_delta)
     }
 
+    /// Writes a record at `start` into the buffer, which has [`SLACK`] bytes after it.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn write_fast(
         &mut self,
+        start: usize,
         body: usize,
         timestamp_delta: i64,
         offset_delta: i32,
@@ -645,7 +624,7 @@ impl RecordBatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) {
-        let mut w = FastWriter { buf: self.buf.get_mut(self.len..).unwrap_or_default(), pos: 0 };
+        let mut w = FastWriter { buf: self.buf.get_mut(start..).unwrap_or_default(), pos: 0 };
         w.uvarint((body as u64) << 1);
         w.byte(0); // record attributes: unused
         w.uvarint(zigzag64(timestamp_delta));
@@ -660,11 +639,12 @@ impl RecordBatchBuilder {
         }
     }
 
-    /// Grows the buffer if needed, then writes the record into exactly its space.
+    /// Writes a record into exactly `start..end` of the buffer.
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn write_exact(
         &mut self,
+        start: usize,
         end: usize,
         body: usize,
         timestamp_delta: i64,
@@ -673,17 +653,7 @@ impl RecordBatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) {
-        if end > self.buf.len() {
-            // Use the allocation's spare capacity first (no reallocation), then double.
-            let capacity = self.buf.capacity();
-            let target = if end <= capacity {
-                capacity
-            } else {
-                end.saturating_add(SLACK).max(self.buf.len().saturating_mul(2))
-            };
-            self.buf.resize(target, 0);
-        }
-        let mut w = ExactWriter { buf: self.buf.get_mut(self.len..end).unwrap_or_default(), pos: 0 };
+        let mut w = ExactWriter { buf: self.buf.get_mut(start..end).unwrap_or_default(), pos: 0 };
         w.uvarint((body as u64) << 1);
         w.byte(0);
         w.uvarint(zigzag64(timestamp_delta));
@@ -700,7 +670,7 @@ impl RecordBatchBuilder {
 
     /// Drops every record appended so far, keeping the buffer and the options.
     pub fn clear(&mut self) {
-        self.len = RECORD_BATCH_OVERHEAD;
+        self.buf.truncate(RECORD_BATCH_OVERHEAD);
         self.count = 0;
         self.base_timestamp = NO_TIMESTAMP;
         self.max_timestamp = NO_TIMESTAMP;
@@ -708,7 +678,7 @@ impl RecordBatchBuilder {
 
     /// Bytes written so far, header included, before compression.
     pub fn size_in_bytes(&self) -> usize {
-        self.len
+        self.buf.len()
     }
 
     /// Records appended so far.
@@ -742,7 +712,7 @@ impl RecordBatchBuilder {
             return Ok(self.finish(producer));
         }
         let level = self.options.compression_level;
-        let records = self.buf.get(RECORD_BATCH_OVERHEAD..self.len).unwrap_or_default();
+        let records = self.buf.get(RECORD_BATCH_OVERHEAD..).unwrap_or_default();
         let mut out =
             BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + compression::max_compressed_len(codec, records.len()));
         out.extend_from_slice(&[0u8; RECORD_BATCH_OVERHEAD]);
@@ -755,8 +725,7 @@ impl RecordBatchBuilder {
 
     /// Fills the header of the batch (whose length fits `batchLength`) and freezes it.
     fn finish(mut self, producer: ProducerState) -> Bytes {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.truncate(self.len);
+        let buf = std::mem::take(&mut self.buf);
         self.finish_into(buf, producer)
     }
 
@@ -805,9 +774,9 @@ impl RecordBatchBuilder {
         let mut b = Self::with_capacity(RECORD_BATCH_OVERHEAD + 32, options);
         b.control = true;
         let body = body_size(0, 0, Some(key), Some(value), &[]);
-        let end = b.len + len_prefix_size(body) + body;
-        b.write_exact(end, body, 0, 0, Some(key), Some(value), &[]);
-        b.len = end;
+        let end = RECORD_BATCH_OVERHEAD + len_prefix_size(body) + body;
+        b.buf.resize(end, 0);
+        b.write_exact(RECORD_BATCH_OVERHEAD, end, body, 0, 0, Some(key), Some(value), &[]);
         b.count = 1;
         b.base_timestamp = timestamp_ms;
         b.max_timestamp = timestamp_ms;
