@@ -982,12 +982,14 @@ impl Records {
     pub fn iter(&self) -> RecordIter<'_> {
         RecordIter {
             rest: &self.data,
-            owner: &self.data,
             remaining: self.count,
-            base_offset: self.base_offset,
-            base_timestamp: self.base_timestamp,
-            log_append_time: self.log_append_time,
             done: false,
+            ctx: BatchContext {
+                owner: &self.data,
+                base_offset: self.base_offset,
+                base_timestamp: self.base_timestamp,
+                log_append_time: self.log_append_time,
+            },
         }
     }
 }
@@ -1028,12 +1030,20 @@ impl<'a> IntoIterator for &'a Records {
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
     rest: &'a [u8],
-    owner: &'a Bytes,
     remaining: u32,
+    done: bool,
+    ctx: BatchContext<'a>,
+}
+
+/// What a record needs from its batch: the buffer it borrows from and the bases its deltas
+/// apply to. Passed by value to the parsers, so the iterator's own state (the rest of the
+/// bytes and the count) never has its address taken and stays in registers in the loop.
+#[derive(Debug, Clone, Copy)]
+struct BatchContext<'a> {
+    owner: &'a Bytes,
     base_offset: i64,
     base_timestamp: i64,
     log_append_time: Option<i64>,
-    done: bool,
 }
 
 impl<'a> RecordIter<'a> {
@@ -1041,15 +1051,16 @@ impl<'a> RecordIter<'a> {
     /// path declines.
     #[inline(always)]
     fn parse(&mut self) -> Result<Record<'a>> {
-        match self.parse_fast() {
-            Some((record, next)) => {
-                self.rest = next;
-                Ok(record)
-            }
-            None => self.parse_checked(),
-        }
+        let (record, next) = match self.ctx.parse_fast(self.rest) {
+            Some(parsed) => parsed,
+            None => self.ctx.parse_checked(self.rest)?,
+        };
+        self.rest = next;
+        Ok(record)
     }
+}
 
+impl<'a> BatchContext<'a> {
     /// The common case, with as few bounds checks as it can: no varint longer than three bytes
     /// and at least [`FAST_HEAD`] bytes left. `None` for anything else, valid or not; the caller
     /// then runs [`Self::parse_checked`], which decides and names the error, so this path only
@@ -1061,20 +1072,38 @@ impl<'a> RecordIter<'a> {
     /// because the key, read next from the record itself, starts after all of them, so the
     /// check that it lies inside the record covers them too.
     #[inline(always)]
-    fn parse_fast(&self) -> Option<(Record<'a>, &'a [u8])> {
-        let (head, _) = self.rest.split_first_chunk::<FAST_HEAD>()?;
+    fn parse_fast(self, rest: &'a [u8]) -> Option<(Record<'a>, &'a [u8])> {
+        let (head, _) = rest.split_first_chunk::<FAST_HEAD>()?;
         let (raw_len, p) = short_uvarint(head)?;
         if raw_len & 1 != 0 {
             return None;
         }
-        let (record, next) = self.rest.split_at_checked(p + (raw_len >> 1) as usize)?;
+        let (record, next) = rest.split_at_checked(p + (raw_len >> 1) as usize)?;
         let attributes = *head.get(p)?;
         let (raw_ts, n) = short_uvarint(head.get(p + 1..)?)?;
         let p = p + 1 + n;
         let (raw_off, n) = short_uvarint(head.get(p..)?)?;
         let p = p + n;
         let (raw_key, n) = short_uvarint(head.get(p..)?)?;
-        let (key, b) = fast_nullable(raw_key, record.get(p + n..)?)?;
+        let p = p + n;
+        if raw_key == 1 {
+            // A null key: the value's length is in the window too (at most 11 bytes so far). A
+            // record whose value ends one byte before its end, on a header count of 0, needs
+            // no more checks than that.
+            let (raw_value, n) = short_uvarint(head.get(p..)?)?;
+            let p = p + n;
+            if let Some((&0, body)) = record.split_last() {
+                if raw_value & 1 == 0 && body.len() == p + (raw_value >> 1) as usize {
+                    let value = body.get(p..)?;
+                    let headers = next.get(..0).unwrap_or_default(); // empty, at the record's end
+                    return Some((
+                        self.record(attributes, raw_ts.into(), raw_off, None, Some(value), headers, 0),
+                        next,
+                    ));
+                }
+            }
+        }
+        let (key, b) = fast_nullable(raw_key, record.get(p..)?)?;
         let (raw_value, n) = short_uvarint(b)?;
         let (value, b) = fast_nullable(raw_value, b.get(n..)?)?;
         let (&raw_count, headers) = b.split_first()?;
@@ -1088,17 +1117,18 @@ impl<'a> RecordIter<'a> {
         Some((self.record(attributes, raw_ts.into(), raw_off, key, value, headers, u32::from(raw_count)), next))
     }
 
-    /// Parses the next record with every check, naming what is wrong.
+    /// Parses the record at the start of `rest` with every check, naming what is wrong;
+    /// returns it and the bytes after it.
     #[inline(never)]
-    fn parse_checked(&mut self) -> Result<Record<'a>> {
-        if self.rest.is_empty() {
+    fn parse_checked(self, rest: &'a [u8]) -> Result<(Record<'a>, &'a [u8])> {
+        if rest.is_empty() {
             return Err(ProtocolError::CorruptRecord("fewer records than the batch's record count"));
         }
-        let (raw_len, n) = uvarint32(self.rest)?;
+        let (raw_len, n) = uvarint32(rest)?;
         if raw_len & 1 != 0 {
             return Err(ProtocolError::InvalidLength { what: "record", length: i64::from(unzigzag32(raw_len)) });
         }
-        let after = self.rest.get(n..).unwrap_or_default();
+        let after = rest.get(n..).unwrap_or_default();
         let Some((body, next)) = after.split_at_checked((raw_len >> 1) as usize) else {
             return Err(ProtocolError::InvalidLength { what: "record", length: i64::from(raw_len >> 1) });
         };
@@ -1118,15 +1148,14 @@ impl<'a> RecordIter<'a> {
         } else if !headers.is_empty() {
             return Err(ProtocolError::CorruptRecord("trailing bytes inside a record"));
         }
-        self.rest = next;
-        Ok(self.record(attributes, raw_ts, raw_off, key, value, headers, raw_count))
+        Ok((self.record(attributes, raw_ts, raw_off, key, value, headers, raw_count), next))
     }
 
     /// A record from its parsed fields (varints still in zig-zag form).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn record(
-        &self,
+        self,
         attributes: u8,
         raw_ts: u64,
         raw_off: u32,
@@ -1466,9 +1495,8 @@ mod fast_parse_tests {
     fn checked(data: &Bytes) -> Option<Fields> {
         let records =
             Records { data: data.clone(), count: 1, base_offset: 7, base_timestamp: 1000, log_append_time: None };
-        let mut it = records.iter();
-        let r = it.parse_checked().ok()?;
-        Some(fields(r, it.rest))
+        let (r, rest) = records.iter().ctx.parse_checked(data).ok()?;
+        Some(fields(r, rest))
     }
 
     fn fields(r: Record<'_>, rest: &[u8]) -> Fields {
@@ -1490,8 +1518,7 @@ mod fast_parse_tests {
         let data = Bytes::from(data);
         let records =
             Records { data: data.clone(), count: 1, base_offset: 7, base_timestamp: 1000, log_append_time: None };
-        let it = records.iter();
-        let Some((r, rest)) = it.parse_fast() else { return false };
+        let Some((r, rest)) = records.iter().ctx.parse_fast(&data) else { return false };
         assert_eq!(Some(fields(r, rest)), checked(&data), "{data:?}");
         true
     }
