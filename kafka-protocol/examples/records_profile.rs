@@ -12,7 +12,8 @@
 //! The difference of the two totals divided by 10,000 is the cost of one record, without the
 //! process's start-up and the data generation. Paths: `encode` (fresh buffer), `encode-pooled`
 //! (recycled buffer), `decode` (verify CRC, iterate, touch key and value), `decode-for-each`
-//! (the same with `Records::try_for_each`), `decode-no-crc` (iterate only). It also prints the
+//! (the same with `Records::try_for_each`), `decode-no-crc` (iterate only), and
+//! `encode-keyed` / `decode-keyed` (the same records with 8-byte keys). It also prints the
 //! mean wall-clock time per record, a quick check between criterion runs.
 
 // A profiling harness, not library code: failing loudly is what it should do.
@@ -55,9 +56,15 @@ fn values() -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn fill(mut builder: RecordBatchBuilder, values: &[Vec<u8>]) -> Bytes {
+fn fill(builder: RecordBatchBuilder, values: &[Vec<u8>]) -> Bytes {
+    fill_keyed(builder, values, false)
+}
+
+/// Appends the values, with 8-byte keys if `keyed`, and seals.
+fn fill_keyed(mut builder: RecordBatchBuilder, values: &[Vec<u8>], keyed: bool) -> Bytes {
     for (i, v) in values.iter().enumerate() {
-        builder.append(BASE_TS + i as i64, None, Some(v), &[]).unwrap();
+        let key = (i as u64 * 0x9E37_79B9).to_le_bytes();
+        builder.append(BASE_TS + i as i64, keyed.then_some(&key[..]), Some(v), &[]).unwrap();
     }
     builder.seal(ProducerState { producer_id: 1, producer_epoch: 0, base_sequence: 0 }).unwrap()
 }
@@ -103,6 +110,7 @@ fn main() {
     let n: usize = args.next().map_or(1, |s| s.parse().unwrap());
     let values = values();
     let sealed = fill(RecordBatchBuilder::with_capacity(CAPACITY, BatchOptions::default()), &values);
+    let keyed = fill_keyed(RecordBatchBuilder::with_capacity(CAPACITY * 2, BatchOptions::default()), &values, true);
     let mut pool: Option<BytesMut> = None;
     let mut sum = 0usize;
     let started = std::time::Instant::now();
@@ -118,7 +126,13 @@ fn main() {
                 sum += black_box(&b).len();
                 pool = b.try_into_mut().ok();
             }
+            "encode-keyed" => {
+                let options = BatchOptions::default();
+                let b = fill_keyed(RecordBatchBuilder::with_capacity(CAPACITY * 2, options), black_box(&values), true);
+                sum += black_box(b).len();
+            }
             "decode" => sum += decode(black_box(&sealed), true),
+            "decode-keyed" => sum += decode(black_box(&keyed), true),
             "decode-no-crc" => sum += decode(black_box(&sealed), false),
             "decode-for-each" => sum += decode_for_each(black_box(&sealed)),
             other => panic!("unknown path {other}"),

@@ -1105,6 +1105,14 @@ impl<'a> BatchContext<'a> {
         }
         let (key, b) = fast_nullable(raw_key, record.get(p..)?)?;
         let (raw_value, n) = short_uvarint(b)?;
+        // The same end check as above, after a key.
+        if let Some((&0, body)) = b.split_last() {
+            if raw_value & 1 == 0 && body.len() == n + (raw_value >> 1) as usize {
+                let value = body.get(n..)?;
+                let headers = next.get(..0).unwrap_or_default();
+                return Some((self.record(attributes, raw_ts.into(), raw_off, key, Some(value), headers, 0), next));
+            }
+        }
         let (value, b) = fast_nullable(raw_value, b.get(n..)?)?;
         let (&raw_count, headers) = b.split_first()?;
         // A one-byte header count: 0 (then nothing may follow), or a count whose headers must
