@@ -56,15 +56,18 @@ fn values() -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn fill(builder: RecordBatchBuilder, values: &[Vec<u8>]) -> Bytes {
-    fill_keyed(builder, values, false)
+fn fill(mut builder: RecordBatchBuilder, values: &[Vec<u8>]) -> Bytes {
+    for (i, v) in values.iter().enumerate() {
+        builder.append(BASE_TS + i as i64, None, Some(v), &[]).unwrap();
+    }
+    builder.seal(ProducerState { producer_id: 1, producer_epoch: 0, base_sequence: 0 }).unwrap()
 }
 
-/// Appends the values, with 8-byte keys if `keyed`, and seals.
-fn fill_keyed(mut builder: RecordBatchBuilder, values: &[Vec<u8>], keyed: bool) -> Bytes {
+/// [`fill`] with 8-byte keys.
+fn fill_keyed(mut builder: RecordBatchBuilder, values: &[Vec<u8>]) -> Bytes {
     for (i, v) in values.iter().enumerate() {
         let key = (i as u64 * 0x9E37_79B9).to_le_bytes();
-        builder.append(BASE_TS + i as i64, keyed.then_some(&key[..]), Some(v), &[]).unwrap();
+        builder.append(BASE_TS + i as i64, Some(&key), Some(v), &[]).unwrap();
     }
     builder.seal(ProducerState { producer_id: 1, producer_epoch: 0, base_sequence: 0 }).unwrap()
 }
@@ -110,7 +113,7 @@ fn main() {
     let n: usize = args.next().map_or(1, |s| s.parse().unwrap());
     let values = values();
     let sealed = fill(RecordBatchBuilder::with_capacity(CAPACITY, BatchOptions::default()), &values);
-    let keyed = fill_keyed(RecordBatchBuilder::with_capacity(CAPACITY * 2, BatchOptions::default()), &values, true);
+    let keyed = fill_keyed(RecordBatchBuilder::with_capacity(CAPACITY * 2, BatchOptions::default()), &values);
     let mut pool: Option<BytesMut> = None;
     let mut sum = 0usize;
     let started = std::time::Instant::now();
@@ -128,7 +131,7 @@ fn main() {
             }
             "encode-keyed" => {
                 let options = BatchOptions::default();
-                let b = fill_keyed(RecordBatchBuilder::with_capacity(CAPACITY * 2, options), black_box(&values), true);
+                let b = fill_keyed(RecordBatchBuilder::with_capacity(CAPACITY * 2, options), black_box(&values));
                 sum += black_box(b).len();
             }
             "decode" => sum += decode(black_box(&sealed), true),
