@@ -537,7 +537,10 @@ impl RecordBatchBuilder {
             None => (off_bits | (1 << (8 * off_n)) | (value_bits << (8 * (off_n + 1))), off_n + 1 + value_n),
             Some(_) => (off_bits | (key_bits << (8 * off_n)), off_n + key_n),
         };
-        // Two overlapping 8-byte stores; `a_n` is at most 7, so both lie inside the chunk.
+        // The two groups go into a 16-byte chunk with two overlapping 8-byte stores (`a_n` is at
+        // most 7, so both lie inside it), which is appended whole and cut back. (Appending each
+        // group as its own 8-byte chunk, or joining them in a `u128`, took 18-25 more
+        // instructions a record and measured no faster.)
         let mut head = [0u8; 16];
         if let Some((first, _)) = head.split_first_chunk_mut::<8>() {
             *first = a.to_le_bytes();
@@ -555,6 +558,7 @@ impl RecordBatchBuilder {
         }
         buf.extend_from_slice(value.unwrap_or_default());
         buf.push(0); // no headers
+        debug_assert_eq!(buf.len(), end);
         true
     }
 
