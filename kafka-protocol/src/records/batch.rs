@@ -188,7 +188,9 @@ fn varint3(v: u32) -> (u64, usize) {
     }
 }
 
-/// Bytes past a record that [`FastWriter`] may scribble on (and the next record overwrites).
+/// Bytes past a record that the fixed-width writes may scribble on, and that are cut off (or
+/// overwritten by the next record) afterwards: [`FastWriter`]'s 8- and 16-byte stores in the
+/// general path, the 16-byte chunk of leading varints in the fast path.
 const SLACK: usize = 16;
 
 /// Writes a record into an initialized buffer that has [`SLACK`] bytes to spare after it.
