@@ -178,13 +178,16 @@ const VARINT3_LIMIT: u64 = 1 << 21;
 /// Within a batch the widths repeat, so the branches are predicted.
 #[inline(always)]
 fn varint3(v: u32) -> (u64, usize) {
+    // With v = a + 128 b + 16384 c (each below 128), the bytes a | 0x80, b | 0x80, c read
+    // as a little-endian number are v + 128 b + 0x80 + 49152 c + 0x8000: additions of
+    // masked copies of v, no shifts.
     let v = u64::from(v);
     if v < 1 << 7 {
         (v, 1)
     } else if v < 1 << 14 {
-        ((v & 0x7f) | 0x80 | ((v << 1) & 0x7f00), 2)
+        (v + (v & 0x3f80) + 0x80, 2)
     } else {
-        ((v & 0x7f) | 0x80 | ((v << 1) & 0x7f00) | 0x8000 | ((v << 2) & 0x7f_0000), 3)
+        (v + (v & 0x3f80) + 3 * (v & 0x1f_c000) + 0x8080, 3)
     }
 }
 
@@ -487,7 +490,7 @@ impl RecordBatchBuilder {
     }
 
     /// Appends a record without headers whose varints all fit three bytes (deltas below 2^20,
-    /// key and value shorter than 1 MiB) and whose bytes, plus [`SLACK`], fit the allocation;
+    /// key and value together shorter than 512 KiB) and whose bytes, plus [`SLACK`], fit the allocation;
     /// `false` (nothing appended) for anything else.
     ///
     /// The record's first fields are assembled in registers: the length, attributes and
@@ -511,8 +514,9 @@ impl RecordBatchBuilder {
         let zoff = u64::from(zigzag32(offset_delta));
         let key_len = key.map_or(0, <[u8]>::len);
         let value_len = value.map_or(0, <[u8]>::len);
-        // Zig-zag of a length below 2^20 is below 2^21; one comparison checks all four.
-        if (zts | zoff | (key_len as u64) << 1 | (value_len as u64) << 1) >= VARINT3_LIMIT {
+        // One comparison checks the deltas and, with key and value together below 512 KiB,
+        // the two lengths and the record's (whose zig-zag forms are then below 2^21).
+        if (zts | zoff | ((key_len + value_len) as u64) << 2) >= VARINT3_LIMIT {
             return false;
         }
         let (ts_bits, ts_n) = varint3(zts as u32);
@@ -521,14 +525,12 @@ impl RecordBatchBuilder {
         let (value_bits, value_n) = if value.is_some() { varint3((value_len as u32) << 1) } else { (1, 1) };
         // Attributes and header count take a byte each.
         let body = 2 + ts_n + off_n + key_n + key_len + value_n + value_len;
-        if body >= 1 << 20 {
-            return false;
-        }
         let (len_bits, len_n) = varint3((body as u32) << 1);
         let buf = &mut self.buf;
         let start = buf.len();
         let end = start + len_n + body;
-        if end > MAX_BATCH_LENGTH + LOG_OVERHEAD || end + SLACK > buf.capacity() {
+        // Within the allocation, with the slack, and within `batchLength`'s range.
+        if end + SLACK > buf.capacity().min(MAX_BATCH_LENGTH + LOG_OVERHEAD + SLACK) {
             return false;
         }
         // Length, attributes (0: unused) and timestamp delta.

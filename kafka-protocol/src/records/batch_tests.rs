@@ -305,8 +305,9 @@ fn reference_record(ts_delta: i64, offset_delta: i32, key: Option<&[u8]>, value:
 #[test]
 fn fast_path_encodes_like_a_byte_by_byte_encoder() {
     // Every varint of the record around its width boundaries (1/2 bytes at 64, 2/3 at 8192,
-    // and 3/4 at 2^20, where the fast path hands over to the general one): timestamp deltas,
-    // offset deltas (9000 records), key and value lengths, and record lengths.
+    // and 3/4 at 2^20), and the fast path's own limits (deltas below 2^20, key and value
+    // together below 512 KiB), where it hands over to the general one: timestamp deltas, offset
+    // deltas (9000 records), key and value lengths, and record lengths.
     let deltas = [0i64, 1, -1, 63, -64, 64, -65, 8191, -8192, 8192, -8193, (1 << 20) - 1, -(1 << 20), 1 << 20, 1 << 40];
     let lens = [None, Some(0usize), Some(1), Some(63), Some(64), Some(100), Some(8191), Some(8192)];
     let big = vec![0x5au8; (1 << 20) + 100];
@@ -314,12 +315,15 @@ fn fast_path_encodes_like_a_byte_by_byte_encoder() {
     let base = 1_700_000_000_000i64;
     let mut records = Vec::new();
     for i in 0..9000usize {
-        let key = if i % 5 == 0 { lens[(i / 5) % lens.len()] } else { None };
-        let value = match i {
-            100 => Some((1 << 20) - 40),
-            4000 => Some((1 << 20) - 1),
-            8500 => Some(1 << 20),
-            _ => lens[(i / 3) % lens.len()],
+        let (key, value) = match i {
+            100 => (None, Some((1 << 19) - 1)),
+            101 => (None, Some(1 << 19)),
+            102 => (Some(8192), Some((1 << 19) - 8193)),
+            103 => (Some(8192), Some((1 << 19) - 8192)),
+            4000 => (None, Some((1 << 20) - 40)),
+            4001 => (Some(0), Some((1 << 20) - 1)),
+            8500 => (None, Some(1 << 20)),
+            _ => (if i % 5 == 0 { lens[(i / 5) % lens.len()] } else { None }, lens[(i / 3) % lens.len()]),
         };
         let delta = if i == 0 { 0 } else { deltas[i % deltas.len()] };
         records.push((base + delta, key, value));
