@@ -270,6 +270,92 @@ fn exact_fill_does_not_reallocate_and_growth_works() {
     assert!(recs.iter().enumerate().all(|(i, r)| r.value().unwrap().len() == (i * 67) % 20_000));
 }
 
+/// A record without headers encoded byte by byte, the plain way: the reference for the
+/// builder's fast path.
+fn reference_record(ts_delta: i64, offset_delta: i32, key: Option<&[u8]>, value: Option<&[u8]>) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut u = ((v << 1) ^ (v >> 63)) as u64;
+        while u >= 0x80 {
+            out.push(u as u8 | 0x80);
+            u >>= 7;
+        }
+        out.push(u as u8);
+    }
+    fn nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
+        match b {
+            None => varint(out, -1),
+            Some(b) => {
+                varint(out, b.len() as i64);
+                out.extend_from_slice(b);
+            }
+        }
+    }
+    let mut body = vec![0u8];
+    varint(&mut body, ts_delta);
+    varint(&mut body, i64::from(offset_delta));
+    nullable(&mut body, key);
+    nullable(&mut body, value);
+    varint(&mut body, 0);
+    let mut out = Vec::new();
+    varint(&mut out, body.len() as i64);
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn fast_path_encodes_like_a_byte_by_byte_encoder() {
+    // Every varint of the record around its width boundaries (1/2 bytes at 64, 2/3 at 8192,
+    // and 3/4 at 2^20), and the fast path's own limits (deltas below 2^20, key and value
+    // together below 512 KiB), where it hands over to the general one: timestamp deltas, offset
+    // deltas (9000 records), key and value lengths, and record lengths.
+    let deltas = [0i64, 1, -1, 63, -64, 64, -65, 8191, -8192, 8192, -8193, (1 << 20) - 1, -(1 << 20), 1 << 20, 1 << 40];
+    let lens = [None, Some(0usize), Some(1), Some(63), Some(64), Some(100), Some(8191), Some(8192)];
+    let big = vec![0x5au8; (1 << 20) + 100];
+    let bytes = |len: Option<usize>| len.map(|n| &big[..n]);
+    let base = 1_700_000_000_000i64;
+    let mut records = Vec::new();
+    for i in 0..9000usize {
+        let (key, value) = match i {
+            100 => (None, Some((1 << 19) - 1)),
+            101 => (None, Some(1 << 19)),
+            102 => (Some(8192), Some((1 << 19) - 8193)),
+            103 => (Some(8192), Some((1 << 19) - 8192)),
+            4000 => (None, Some((1 << 20) - 40)),
+            4001 => (Some(0), Some((1 << 20) - 1)),
+            8500 => (None, Some(1 << 20)),
+            _ => (if i % 5 == 0 { lens[(i / 5) % lens.len()] } else { None }, lens[(i / 3) % lens.len()]),
+        };
+        let delta = if i == 0 { 0 } else { deltas[i % deltas.len()] };
+        records.push((base + delta, key, value));
+    }
+    let mut expected = Vec::new();
+    for (i, &(ts, key, value)) in records.iter().enumerate() {
+        expected.extend_from_slice(&reference_record(ts - base, i as i32, bytes(key), bytes(value)));
+    }
+    let builders = [
+        RecordBatchBuilder::with_capacity(0, BatchOptions::default()),
+        RecordBatchBuilder::new(BatchOptions::default()),
+        RecordBatchBuilder::with_vec(vec![0xaa; 1 << 16], BatchOptions::default()),
+    ];
+    for mut b in builders {
+        for &(ts, key, value) in &records {
+            let predicted = b.next_record_size(ts, bytes(key), bytes(value), &[]);
+            let before = b.size_in_bytes();
+            b.append(ts, bytes(key), bytes(value), &[]).unwrap();
+            assert_eq!(b.size_in_bytes() - before, predicted);
+        }
+        let sealed = b.seal(ProducerState::NONE).unwrap();
+        assert!(sealed[RECORD_BATCH_OVERHEAD..] == expected[..], "the records differ from the reference encoding");
+        let batch = RecordBatch::from_bytes(sealed).unwrap();
+        batch.verify_crc().unwrap();
+        let recs = collect(&batch).unwrap();
+        assert_eq!(recs.len(), records.len());
+        for (r, &(ts, key, value)) in recs.iter().zip(&records) {
+            assert_eq!((r.timestamp(), r.key(), r.value()), (ts, bytes(key), bytes(value)));
+        }
+    }
+}
+
 #[test]
 fn extreme_timestamp_deltas() {
     let mut b = RecordBatchBuilder::new(BatchOptions::default());
