@@ -25,13 +25,14 @@ use kafka_protocol::Request;
 const BATCH_BYTES: usize = 1 << 20;
 const VALUE: [u8; 100] = [b'v'; 100];
 
-fn cpu_ticks(pid: u32) -> u64 {
+/// User and system CPU ticks of `pid`.
+fn cpu_ticks(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    (f[11].parse::<u64>().unwrap(), f[12].parse::<u64>().unwrap())
 }
 
 fn rss_bytes(pid: u32) -> u64 {
@@ -151,7 +152,11 @@ fn main() {
         }
     }
     let produce_wall = t0.elapsed();
-    let produce_cpu_ns = (cpu_ticks(pid) - cpu0) as f64 * 1e9 / tck as f64;
+    let ns = |(u1, s1): (u64, u64), (u0, s0): (u64, u64)| {
+        ((u1 - u0) as f64 * 1e9 / tck as f64, (s1 - s0) as f64 * 1e9 / tck as f64)
+    };
+    let (produce_user_ns, produce_sys_ns) = ns(cpu_ticks(pid), cpu0);
+    let produce_cpu_ns = produce_user_ns + produce_sys_ns;
     let stored = (batches * batch.len()) as u64;
     let rss = rss_bytes(pid);
     let produced = records_per_batch * batches as u64;
@@ -200,7 +205,8 @@ fn main() {
         }
     }
     let fetch_wall = t1.elapsed();
-    let fetch_cpu_ns = (cpu_ticks(pid) - cpu1) as f64 * 1e9 / tck as f64;
+    let (fetch_user_ns, fetch_sys_ns) = ns(cpu_ticks(pid), cpu1);
+    let fetch_cpu_ns = fetch_user_ns + fetch_sys_ns;
     // SIGTERM, so the broker (and a profiler around it) exits cleanly.
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();
@@ -208,13 +214,17 @@ fn main() {
     let mib_s = |bytes: u64, d: std::time::Duration| bytes as f64 / (1 << 20) as f64 / d.as_secs_f64();
     println!("broker_perf: {batches} x 1 MiB batches, {records_per_batch} records of 100 B each ({produced} records)");
     println!(
-        "  produce: {:.1} ns broker CPU/record (target <= 100), {:.0} MiB/s wall",
+        "  produce: {:.1} ns broker CPU/record (target <= 100; user {:.1}, system {:.1}), {:.0} MiB/s wall",
         produce_cpu_ns / produced as f64,
+        produce_user_ns / produced as f64,
+        produce_sys_ns / produced as f64,
         mib_s(stored, produce_wall)
     );
     println!(
-        "  fetch:   {:.1} ns broker CPU/record (target <= 50), {:.0} MiB/s wall",
+        "  fetch:   {:.1} ns broker CPU/record (target <= 50; user {:.1}, system {:.1}), {:.0} MiB/s wall",
         fetch_cpu_ns / fetched as f64,
+        fetch_user_ns / fetched as f64,
+        fetch_sys_ns / fetched as f64,
         mib_s(stored, fetch_wall)
     );
     println!(
