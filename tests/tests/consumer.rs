@@ -880,3 +880,80 @@ async fn a_leader_change_validates_the_position_and_handles_a_truncated_log() {
     }
     cluster.shutdown().await;
 }
+
+/// A rebalance callback still queued when the application unsubscribes (the member heard of
+/// a rebalance while the application was not polling) must not run afterwards: the
+/// partitions are gone, and the listener already heard of their revocation from
+/// `unsubscribe`.
+#[tokio::test]
+async fn unsubscribe_drops_rebalance_callbacks_still_queued() {
+    use kafka_protocol::messages::ApiKey;
+    init_logs();
+    let cluster = Cluster::builder().start().await.unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("unsub", 4, 1).await.unwrap();
+    produce(&bootstrap, "unsub", 4, 0, 40, Compression::None).await;
+
+    // Records callbacks without committing (a commit during the rebalance would be refused).
+    #[derive(Default, Clone)]
+    struct Events(Arc<Mutex<Vec<String>>>);
+    impl RebalanceListener for Events {
+        fn on_partitions_revoked<'a>(&'a self, _c: &'a Consumer, p: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
+            self.0.lock().unwrap().push(format!("revoked {}", p.len()));
+            Box::pin(async {})
+        }
+        fn on_partitions_assigned<'a>(&'a self, _c: &'a Consumer, p: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
+            self.0.lock().unwrap().push(format!("assigned {}", p.len()));
+            Box::pin(async {})
+        }
+        fn on_partitions_lost<'a>(&'a self, _c: &'a Consumer, p: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
+            self.0.lock().unwrap().push(format!("lost {}", p.len()));
+            Box::pin(async {})
+        }
+    }
+    let recorder = Events::default();
+    let c1 = Consumer::with_listener(
+        config(&bootstrap, Some("g-unsub")).enable_auto_commit(false).set("client.id", "first").unwrap(),
+        recorder.clone(),
+    )
+    .unwrap();
+    c1.subscribe(["unsub"]).unwrap();
+    take(&c1, 40).await;
+    assert_eq!(c1.assignment().len(), 4);
+    assert_eq!(*recorder.0.lock().unwrap(), ["assigned 4"]);
+
+    // A second member joins while the first does not poll: the first member's heartbeat
+    // answer starts a rebalance, and its revocation waits for the application's next poll.
+    cluster.clear_request_log().await.unwrap();
+    let c2 = Arc::new(Consumer::new(config(&bootstrap, Some("g-unsub")).set("client.id", "second").unwrap()).unwrap());
+    c2.subscribe(["unsub"]).unwrap();
+    let r2 = Reader::spawn(c2.clone());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let log = cluster.request_log().await.unwrap();
+        let joined =
+            log.iter().position(|r| r.api_key == ApiKey::JoinGroup && r.client_id.as_deref() == Some("second"));
+        let heard = joined.is_some_and(|j| {
+            log.iter().skip(j + 1).any(|r| r.api_key == ApiKey::Heartbeat && r.client_id.as_deref() == Some("first"))
+        });
+        if heard {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the first member never heartbeated after the join");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    c1.unsubscribe().await.unwrap();
+    assert!(c1.assignment().is_empty());
+    // Polls after unsubscribing run no callback: neither the queued revocation (whether it
+    // was queued before `unsubscribe` or after) nor anything else.
+    for _ in 0..5 {
+        let _ = c1.poll(Duration::from_millis(100)).await;
+    }
+    assert_eq!(*recorder.0.lock().unwrap(), ["assigned 4", "revoked 4"]);
+    // The second member gets everything once the first has left.
+    until("the second member owns all four partitions", || c2.assignment().len() == 4).await;
+    r2.stop().await;
+    c2.close().await.unwrap();
+    cluster.shutdown().await;
+}

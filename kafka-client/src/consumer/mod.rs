@@ -378,7 +378,7 @@ impl Consumer {
         if was_group && !owned.is_empty() {
             self.revoke(&owned).await;
         }
-        {
+        let stale: Vec<AppTask> = {
             let mut st = self.shared.lock();
             st.subscription = Subscription::None;
             st.subscription_version += 1;
@@ -386,6 +386,14 @@ impl Consumer {
             for tp in all {
                 st.remove_partition(&tp);
             }
+            // Rebalance callbacks still queued concern partitions this consumer no longer
+            // has: they must not run on the next poll. Their senders are told they are done,
+            // so the membership task is not left waiting for them.
+            st.app_tasks.drain(..).collect()
+        };
+        for task in stale {
+            let (AppTask::Revoke(_, done) | AppTask::Lost(_, done) | AppTask::Assigned(_, done)) = task;
+            let _ = done.send(());
         }
         if let (true, Some(group)) = (was_group, &self.shared.group) {
             coordinator::leave(&self.shared, group).await;
@@ -575,12 +583,22 @@ impl Consumer {
                 Assigned,
             }
             let (kind, parts) = match &guard.task {
-                Some(AppTask::Revoke(parts, _)) => (Kind::Revoke, parts.clone()),
-                Some(AppTask::Lost(parts, _)) => (Kind::Lost, parts.clone()),
-                Some(AppTask::Assigned(parts, _)) => (Kind::Assigned, parts.clone()),
+                Some(AppTask::Revoke(parts, _)) => (Kind::Revoke, parts),
+                Some(AppTask::Lost(parts, _)) => (Kind::Lost, parts),
+                Some(AppTask::Assigned(parts, _)) => (Kind::Assigned, parts),
                 None => return,
             };
+            // Only partitions still assigned: a task posted by a membership task that had not
+            // yet seen an `unsubscribe` (or a manual reassignment) names partitions that are
+            // gone, and the listener must not hear of them again.
+            // (An assignment that added nothing is still reported, as in Java.)
+            let named = !parts.is_empty();
+            let parts: Vec<TopicPartition> = {
+                let st = self.shared.lock();
+                parts.iter().filter(|tp| st.parts.contains_key(*tp)).cloned().collect()
+            };
             match kind {
+                _ if named && parts.is_empty() => {}
                 Kind::Revoke => self.revoke(&parts).await,
                 Kind::Lost => {
                     if let Some(l) = &self.listener {
