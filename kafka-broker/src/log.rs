@@ -118,6 +118,10 @@ pub(crate) struct ReadResult {
     /// The offset after the last batch whose bytes (all or some) were returned; the read's
     /// start offset if nothing was.
     pub end_offset: i64,
+    /// The read ended at a large batch's boundary ([`STANDALONE_BATCH`]) although more data
+    /// below the bound was within the byte limit: a long-polling fetch must not wait for
+    /// more, since more is there.
+    pub cut_short: bool,
 }
 
 /// A partition's log.
@@ -318,7 +322,14 @@ impl PartitionLog {
             }
         }
         let base_offset = self.next_offset;
-        let mut buf = data.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        // In place only when the buffer ends about where the batch does: a frame padded
+        // after its batch (decoders ignore trailing bytes) must not stay alive, up to the
+        // frame size limit, behind a small stored batch.
+        let mut buf = match data.try_into_mut() {
+            Ok(own) if own.capacity() - own.len() <= IN_PLACE_SLACK => own,
+            Ok(own) => BytesMut::from(&own[..]),
+            Err(shared) => BytesMut::from(&shared[..]),
+        };
         let patch = |e: kafka_protocol::ProtocolError| (ErrorCode::CorruptMessage, e.to_string());
         records::set_base_offset(&mut buf, base_offset).map_err(patch)?;
         records::set_partition_leader_epoch(&mut buf, leader_epoch).map_err(patch)?;
@@ -490,6 +501,7 @@ impl PartitionLog {
         let mut total = 0usize;
         let mut tail: Option<Bytes> = None;
         let mut end_offset = offset;
+        let mut cut_short = false;
         while let Some(b) = self.batches.get(idx) {
             // The batch holding `upper` is not returned: an LSO clamped to a log start inside
             // a batch must not let the rest of that (undecided) batch out (Kafka reads up to
@@ -501,6 +513,7 @@ impl PartitionLog {
             if len >= STANDALONE_BATCH && !parts.is_empty() {
                 // A large batch is never copied into a response: it is sent from its own
                 // buffer in the next fetch, as Kafka ends a read at a segment's end.
+                cut_short = true;
                 break;
             }
             if total + len > max_bytes && !(min_one_batch && parts.is_empty()) {
@@ -518,6 +531,7 @@ impl PartitionLog {
             end_offset = b.last_offset + 1;
             idx += 1;
             if len >= STANDALONE_BATCH {
+                cut_short = self.batches.get(idx).is_some_and(|next| next.last_offset < upper);
                 break;
             }
         }
@@ -537,7 +551,7 @@ impl PartitionLog {
                 out.freeze()
             }
         };
-        ReadResult { records, complete_batches, end_offset }
+        ReadResult { records, complete_batches, end_offset, cut_short }
     }
 
     /// The earliest offset whose timestamp is at least `timestamp`, with that timestamp
@@ -805,6 +819,10 @@ impl From<kafka_protocol::ProtocolError> for Invalid {
     }
 }
 
+/// The most room a produced batch's buffer may have after the batch for the batch to be
+/// stored in that buffer rather than copied (see [`PartitionLog::append_owned`]).
+const IN_PLACE_SLACK: usize = 4096;
+
 /// A stored batch of at least this many bytes is a read of its own: a fetch returns it alone,
 /// straight from its buffer, rather than copying it together with its neighbours into one
 /// response buffer (a fetch response carries one contiguous byte range per partition). Kafka
@@ -815,7 +833,7 @@ pub(crate) const STANDALONE_BATCH: usize = 256 * 1024;
 
 /// Checks a producer's batch (Kafka's `LogValidator`): size, structure, CRC, offset deltas,
 /// keys on compacted topics, timestamps against `message.timestamp.{before,after}.max.ms`.
-/// Returns the batch and its records' largest timestamp.
+/// Returns the batch's header and its records' largest timestamp.
 fn validate(data: &Bytes, settings: &LogSettings, now_ms: i64) -> Result<(RecordBatchHeader, i64), Refusal> {
     if data.len() > settings.max_message_bytes.max(0) as usize {
         return Err((
@@ -1004,7 +1022,8 @@ mod tests {
     fn a_batch_nobody_else_holds_is_stored_without_a_copy_and_read_back_from_the_same_buffer() {
         let mut log = PartitionLog::default();
         let s = settings();
-        let data = big_batch(3, 100);
+        // In a buffer of its own size, as a large produce frame is read.
+        let data = Bytes::from(big_batch(3, 100).to_vec());
         let ptr = data.as_ptr();
         log.append_owned(data, &s, 5, 2_000).unwrap();
         let stored = &log.batches.front().unwrap().data;
@@ -1015,13 +1034,23 @@ mod tests {
         batch.verify_crc().unwrap();
         assert_eq!((batch.header().base_offset, batch.header().partition_leader_epoch), (0, 5));
 
+        // A buffer with much more room after the batch (a padded frame) is copied.
+        let batch = big_batch(2, 100);
+        let mut padded = BytesMut::with_capacity(batch.len() + 64 * 1024);
+        padded.extend_from_slice(&batch);
+        padded.resize(batch.len() + 64 * 1024, 0);
+        let padded = padded.freeze().slice(..batch.len());
+        let padded_ptr = padded.as_ptr();
+        log.append_owned(padded, &s, 5, 2_000).unwrap();
+        assert_ne!(log.batches.back().unwrap().data.as_ptr(), padded_ptr, "a padded frame was kept");
+
         // A buffer someone else still holds is copied, and the holder's bytes are untouched.
         let held = big_batch(2, 100);
         let original = held.to_vec();
         log.append_owned(held.clone(), &s, 5, 2_000).unwrap();
         assert_ne!(log.batches.back().unwrap().data.as_ptr(), held.as_ptr());
         assert_eq!(held.to_vec(), original);
-        assert_eq!(RecordBatch::from_bytes(log.batches.back().unwrap().data.clone()).unwrap().header().base_offset, 3);
+        assert_eq!(RecordBatch::from_bytes(log.batches.back().unwrap().data.clone()).unwrap().header().base_offset, 5);
     }
 
     #[test]
@@ -1039,14 +1068,19 @@ mod tests {
         // Two small batches, then the first large one would follow: the read ends before it.
         let r = log.read(0, big, true, hw);
         assert_eq!((r.complete_batches, r.records.len(), r.end_offset), (2, 2 * small.len(), 20));
+        assert!(r.cut_short, "more was there");
         // A large batch alone, from its own buffer.
         let r = log.read(20, big, true, hw);
         assert_eq!((r.complete_batches, r.records.len(), r.end_offset), (1, large.len(), 23));
         assert_eq!(r.records.as_ptr(), log.batches.get(2).unwrap().data.as_ptr());
         let r = log.read(23, big, true, hw);
         assert_eq!((r.complete_batches, r.end_offset), (1, 26));
+        assert!(r.cut_short);
         let r = log.read(26, big, true, hw);
         assert_eq!((r.complete_batches, r.records.len(), r.end_offset), (1, small.len(), 36));
+        assert!(!r.cut_short, "the end of the log");
+        let r = log.read(23, big, true, 26);
+        assert!(!r.cut_short, "nothing more below the bound");
         // KIP-74 and byte limits still apply to a large batch.
         let r = log.read(20, 1000, false, hw);
         assert_eq!((r.complete_batches, r.records.len()), (0, 1000));

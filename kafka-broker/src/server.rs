@@ -379,10 +379,11 @@ fn sasl_request(
 /// Frames of at least this size are read into a buffer of their own (see [`read_large_frame`]).
 const LARGE_FRAME: usize = 64 * 1024;
 
-/// The most a large frame's buffer reserves before its bytes have arrived. A frame claiming
-/// more grows from there as its bytes arrive; the pages of a reservation become resident
-/// only when bytes are written into them.
-const EAGER_RESERVE: usize = 8 << 20;
+/// The most a large frame's buffer reserves before its bytes have arrived: room for a
+/// produce request of `max.message.bytes` (1 MiB by default). A frame claiming more grows
+/// from there as its bytes arrive, so a bare size prefix costs at most this much address
+/// space (on Linux its pages become resident only when bytes are written into them).
+const EAGER_RESERVE: usize = 2 << 20;
 
 /// Record data of at least this size is written to the socket from the buffer it is stored
 /// in, not copied into the response frame.
@@ -400,8 +401,8 @@ fn large_frame(buf: &BytesMut, max: usize) -> Option<usize> {
 
 /// Reads the rest of a large frame (of `total` bytes with its prefix, its first bytes in `buf`)
 /// into a buffer that holds exactly that frame, and returns the frame without its prefix;
-/// `None` when the client closed the connection first. The size was checked against the
-/// maximum by the caller's decoder.
+/// `None` when the client closed the connection first. [`large_frame`] checked the size
+/// against the maximum.
 ///
 /// Two reasons: the buffer is sized once, instead of growing (and being copied) step by step
 /// while a 1 MiB produce request arrives; and the frame owns its allocation, so that the log

@@ -203,13 +203,23 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &FetchRequest) -> Han
     let max_total = usize::try_from(req.max_bytes).unwrap_or(0).min(BROKER_FETCH_MAX_BYTES);
     let mut remaining = max_total;
     let mut min_one = true;
+    // A read ended early at a large batch (see `log::STANDALONE_BATCH`) with more data there.
+    let mut more_ready = false;
     let mut total_bytes = 0usize;
     let mut any_error = !unknown_ids.is_empty();
     let mut leaders_named: Vec<i32> = Vec::new();
     let mut results: Vec<(usize, PartitionData)> = Vec::new();
     for (i, sp) in session_partitions.iter().enumerate() {
-        let data =
-            read_partition(state, ctx.broker, sp, rack.as_deref(), isolation_committed, &mut remaining, &mut min_one);
+        let data = read_partition(
+            state,
+            ctx.broker,
+            sp,
+            rack.as_deref(),
+            isolation_committed,
+            &mut remaining,
+            &mut min_one,
+            &mut more_ready,
+        );
         let data = match data {
             Ok(d) => d,
             Err(e) => {
@@ -235,7 +245,9 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &FetchRequest) -> Han
 
     // Long poll: wait for min_bytes unless there is an error to report or the time is up.
     // Kafka answers at once when max_wait is 0, nothing is asked for, enough bytes are there,
-    // a partition has an error, or the client is pointed at another replica.
+    // a partition has an error, or the client is pointed at another replica; and, as Kafka
+    // completes a delayed fetch whose offset is on an older segment, when a read ended at a
+    // large batch with more data behind it.
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let redirect = results.iter().any(|(_, d)| d.preferred_read_replica >= 0);
     if !ctx.final_attempt
@@ -244,6 +256,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &FetchRequest) -> Han
         && !session_partitions.is_empty()
         && req.max_wait_ms > 0
         && total_bytes < min_bytes
+        && !more_ready
     {
         let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
         return Handled::Park(Instant::now() + wait);
@@ -384,6 +397,7 @@ fn read_partition(
     committed: bool,
     remaining: &mut usize,
     min_one: &mut bool,
+    more_ready: &mut bool,
 ) -> Result<PartitionData, PartitionError> {
     // Only rack-aware fetches need the brokers' racks (copied out: the partition borrow below
     // holds the state).
@@ -437,6 +451,7 @@ fn read_partition(
     let upper = if committed { lso } else { hw };
     let limit = usize::try_from(sp.max_bytes).unwrap_or(0).min(*remaining);
     let read = log.read(sp.fetch_offset, limit, *min_one, upper);
+    *more_ready |= read.cut_short;
     if read.complete_batches > 0 || !read.records.is_empty() {
         *remaining = remaining.saturating_sub(read.records.len());
         if read.complete_batches > 0 {

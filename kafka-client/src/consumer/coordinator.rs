@@ -469,6 +469,21 @@ pub(crate) fn subscribed_topics(shared: &Shared) -> Option<Vec<String>> {
     }
 }
 
+/// Adds newly assigned partitions to the consumer's state, unless the application has
+/// unsubscribed since the membership round began (`unsubscribe` cleared the state and the
+/// group is being left: partitions added now would be fetched and handed out). Returns
+/// whether they were added.
+pub(crate) fn add_if_subscribed(shared: &Shared, added: &[TopicPartition]) -> bool {
+    let mut st = shared.lock();
+    if matches!(st.subscription, Subscription::None) {
+        return false;
+    }
+    for tp in added {
+        st.add_partition(tp.clone(), Need::Committed);
+    }
+    true
+}
+
 /// Posts a task to the application and waits for it to run, heartbeating meanwhile is not
 /// needed for correctness here: callers hold the generation, and a missed session ends in
 /// the member being fenced, which the next heartbeat reports.
@@ -626,11 +641,9 @@ async fn join_once(
         remove_partitions(shared, &revoked);
     }
     let added: Vec<TopicPartition> = assigned.difference(owned).cloned().collect();
-    {
-        let mut st = shared.lock();
-        for tp in &added {
-            st.add_partition(tp.clone(), Need::Committed);
-        }
+    if !add_if_subscribed(shared, &added) {
+        // The application unsubscribed meanwhile: nothing more is taken on.
+        return Ok(());
     }
     owned.extend(added.iter().cloned());
     shared.fetcher_wake.notify_one();

@@ -35,8 +35,8 @@ use kafka_protocol::{ApiKey, ErrorCode};
 use rand::RngCore;
 use tokio::time::Instant;
 
-use super::coordinator::{remove_partitions, run_on_app, subscribed_topics, Group, Member};
-use super::state::{AppTask, Need, Subscription};
+use super::coordinator::{add_if_subscribed, remove_partitions, run_on_app, subscribed_topics, Group, Member};
+use super::state::{AppTask, Subscription};
 use super::{Shared, TopicPartition};
 use crate::client::lock;
 use crate::conn::Connection;
@@ -391,11 +391,9 @@ async fn reconcile(
         }
     }
     let added: Vec<TopicPartition> = plan.add.iter().map(|(tp, _)| tp.clone()).collect();
-    {
-        let mut st = shared.lock();
-        for tp in &added {
-            st.add_partition(tp.clone(), Need::Committed);
-        }
+    if !add_if_subscribed(&shared, &added) {
+        // The application unsubscribed meanwhile: nothing more is taken on.
+        return owned;
     }
     owned.extend(plan.add);
     shared.fetcher_wake.notify_one();
