@@ -19,32 +19,9 @@ use kafka_protocol::records::{
 };
 use kafka_protocol::ProtocolError;
 
-const RECORDS: usize = 1000;
-const VALUE_SIZE: usize = 100;
-const BASE_TS: i64 = 1_700_000_000_000;
-
-/// 1000 values: even ones pseudo-random bytes, odd ones slices of a repeated JSON-like text.
-fn values() -> Vec<Vec<u8>> {
-    let text = br#"{"user_id":12345,"event":"page_view","path":"/products/widget","ok":true},"#.repeat(4);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..RECORDS)
-        .map(|i| {
-            if i % 2 == 0 {
-                (0..VALUE_SIZE)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
-            } else {
-                let start = (i * 7) % (text.len() - VALUE_SIZE);
-                text[start..start + VALUE_SIZE].to_vec()
-            }
-        })
-        .collect()
-}
+#[path = "support/workload.rs"]
+mod workload;
+use workload::{values, BASE_TS, RECORDS, VALUE_SIZE};
 
 /// Buffer size for one batch: 100-byte values take 111 bytes in a batch of 1000.
 const CAPACITY: usize = RECORD_BATCH_OVERHEAD + RECORDS * (VALUE_SIZE + 12);
