@@ -394,9 +394,9 @@ const CHUNK_THRESHOLD: usize = 16 * 1024;
 /// refuses it.
 fn large_frame(buf: &BytesMut, max: usize) -> Option<usize> {
     let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
-    let size = usize::try_from(i32::from_be_bytes(prefix)).ok()?;
+    let size = frame::check_frame_size(prefix, max).ok()?;
     let total = size.checked_add(4)?;
-    (size >= LARGE_FRAME && size <= max && buf.len() < total).then_some(total)
+    (size >= LARGE_FRAME && buf.len() < total).then_some(total)
 }
 
 /// Reads the rest of a large frame (of `total` bytes with its prefix, its first bytes in `buf`)
@@ -445,7 +445,6 @@ async fn read_large_frame<S: AsyncRead + Unpin>(
 
 /// Writes a response's chunks with vectored writes.
 async fn write_chunks<S: AsyncWrite + Unpin>(stream: &mut S, chunks: Vec<Bytes>) -> std::io::Result<()> {
-    use bytes::Buf;
     /// At most this many buffers per write (Linux's IOV_MAX is 1024).
     const MAX_IOV: usize = 64;
     let mut queue: std::collections::VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
@@ -458,17 +457,7 @@ async fn write_chunks<S: AsyncWrite + Unpin>(stream: &mut S, chunks: Vec<Bytes>)
         if n == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "socket closed"));
         }
-        let mut left = n;
-        while left > 0 {
-            let Some(front) = queue.front_mut() else { break };
-            if front.len() <= left {
-                left -= front.len();
-                queue.pop_front();
-            } else {
-                front.advance(left);
-                left = 0;
-            }
-        }
+        frame::consume_chunks(&mut queue, n);
     }
     // TLS buffers what the socket did not take; plain TCP's flush does nothing.
     stream.flush().await

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::frame::{self, FrameDecoder};
 use kafka_protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
@@ -750,17 +750,7 @@ async fn write_chunks<W: AsyncWrite + Unpin>(write: &mut W, queue: &mut VecDeque
         if n == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "socket closed"));
         }
-        let mut left = n;
-        while left > 0 {
-            let Some(front) = queue.front_mut() else { break };
-            if front.len() <= left {
-                left -= front.len();
-                queue.pop_front();
-            } else {
-                front.advance(left);
-                left = 0;
-            }
-        }
+        frame::consume_chunks(queue, n);
     }
     write.flush().await
 }

@@ -217,14 +217,35 @@ pub fn encode_request_chunked<R: Request>(
     check_version(R::API_KEY, version)?;
     let mut w = ChunkedWriter::new(threshold);
     write_request(&mut w, R::API_KEY, version, correlation_id, client_id, &|w| request.encode(w, version))?;
+    sized_chunks(w)
+}
+
+/// A chunked frame's chunks behind its size prefix. The prefix is its own chunk: it is only
+/// known once everything else is written, and the chunks after it may be shared buffers that
+/// must not be copied to patch it in.
+fn sized_chunks(w: ChunkedWriter) -> Result<Vec<Bytes>> {
     let total = w.written();
     let size =
         i32::try_from(total).map_err(|_| ProtocolError::ValueOutOfRange { what: "frame", value: total as i64 })?;
-    // The size prefix is its own chunk: it is only known once everything else is written, and
-    // the chunks after it may be shared buffers that must not be copied to patch it in.
     let mut chunks = vec![Bytes::copy_from_slice(&size.to_be_bytes())];
     chunks.extend(w.into_chunks());
     Ok(chunks)
+}
+
+/// Drops the first `n` bytes of a queue of chunks (what a vectored write took): whole chunks
+/// from the front, then the start of the next one.
+pub fn consume_chunks(queue: &mut std::collections::VecDeque<Bytes>, n: usize) {
+    let mut left = n;
+    while left > 0 {
+        let Some(front) = queue.front_mut() else { return };
+        if front.len() <= left {
+            left -= front.len();
+            queue.pop_front();
+        } else {
+            front.advance(left);
+            left = 0;
+        }
+    }
 }
 
 /// Encodes a response as a list of chunks for a vectored write: record data of at least
@@ -240,12 +261,7 @@ pub fn encode_response_chunked<R: Response>(
     let header = ResponseHeader { correlation_id, ..Default::default() };
     header.encode(&mut w, R::API_KEY.response_header_version(version))?;
     response.encode(&mut w, version)?;
-    let total = w.written();
-    let size =
-        i32::try_from(total).map_err(|_| ProtocolError::ValueOutOfRange { what: "frame", value: total as i64 })?;
-    let mut chunks = vec![Bytes::copy_from_slice(&size.to_be_bytes())];
-    chunks.extend(w.into_chunks());
-    Ok(chunks)
+    sized_chunks(w)
 }
 
 /// Encodes a response with its size prefix and header into `out`.
@@ -414,6 +430,18 @@ mod tests {
             decode_request(frame.freeze()),
             Err(ProtocolError::UnsupportedVersion { api_key: 18, version: 99, .. })
         ));
+    }
+
+    #[test]
+    fn consumed_chunks_leave_exactly_the_unwritten_bytes() {
+        let mut q: std::collections::VecDeque<Bytes> =
+            [&b"abc"[..], b"", b"defg", b"h"].iter().map(|c| Bytes::copy_from_slice(c)).collect();
+        consume_chunks(&mut q, 5);
+        assert_eq!(q.iter().flat_map(|c| c.iter().copied()).collect::<Vec<u8>>(), b"fgh");
+        consume_chunks(&mut q, 3);
+        assert!(q.is_empty());
+        consume_chunks(&mut q, 1);
+        assert!(q.is_empty());
     }
 
     #[test]
