@@ -115,6 +115,8 @@ pub(crate) struct State {
     pub waiting: WaitingRequests,
     /// The transaction coordinator.
     pub txns: crate::txn::TxnCoordinator,
+    /// Buffers of dropped batches, for the listeners to read large frames into.
+    pub pool: std::sync::Arc<crate::pool::BufferPool>,
 }
 
 impl State {
@@ -144,6 +146,7 @@ impl State {
             stopped: Default::default(),
             waiting: Default::default(),
             txns,
+            pool: Default::default(),
         }
     }
 
@@ -547,6 +550,7 @@ impl ClusterBuilder {
             settings.default_replication_factor = brokers.len().min(3) as i16;
         }
         let state = State::new(self.cluster_id, brokers, settings.clone());
+        let pool = state.pool.clone();
         let (tx, rx) = mpsc::channel(1024);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(run_state(state, rx))];
@@ -566,6 +570,7 @@ impl ClusterBuilder {
                 shutdown: shutdown_rx.clone(),
                 max_frame_size: settings.max_frame_size,
                 security: security.clone(),
+                pool: pool.clone(),
             })));
             tracing::info!(node_id, %local, "broker listening");
         }
@@ -958,11 +963,15 @@ impl State {
             for p in &mut topic.partitions {
                 trimmed |= p.log.apply_retention(&topic.settings, now) > 0;
                 trimmed |= p.log.compact(&topic.settings, now) > 0;
+                for data in p.log.take_freed() {
+                    self.pool.give(data);
+                }
             }
         }
         if trimmed {
             self.data_version += 1;
         }
+        self.pool.shed();
         self.fire_timers();
         self.retry_pending_markers();
         self.groups.maybe_cleanup(now, force);

@@ -49,6 +49,7 @@ mod faults;
 mod groups;
 mod handlers;
 mod log;
+mod pool;
 mod quotas;
 pub mod security;
 mod server;

@@ -142,6 +142,9 @@ pub(crate) struct PartitionLog {
     ongoing_txns: BTreeMap<i64, i64>,
     /// Aborted transactions, in the order of their markers.
     aborted_txns: VecDeque<AbortedTxn>,
+    /// Data of large batches that retention or DeleteRecords dropped, for the state task to
+    /// offer back to the buffer pool ([`Self::take_freed`]).
+    freed: Vec<Bytes>,
 }
 
 impl PartitionLog {
@@ -322,11 +325,11 @@ impl PartitionLog {
             }
         }
         let base_offset = self.next_offset;
-        // In place only when the buffer ends about where the batch does: a frame padded
-        // after its batch (decoders ignore trailing bytes) must not stay alive, up to the
-        // frame size limit, behind a small stored batch.
+        // In place only when the buffer ends about where the batch does (within 4 KiB or an
+        // eighth of the batch): a frame padded after its batch (decoders ignore trailing
+        // bytes) must not stay alive, up to the frame size limit, behind a small stored batch.
         let mut buf = match data.try_into_mut() {
-            Ok(own) if own.capacity() - own.len() <= IN_PLACE_SLACK => own,
+            Ok(own) if own.capacity() - own.len() <= crate::pool::allowed_slack(own.len()) => own,
             Ok(own) => BytesMut::from(&own[..]),
             Err(shared) => BytesMut::from(&shared[..]),
         };
@@ -398,6 +401,17 @@ impl PartitionLog {
         self.size_bytes += batch.data.len();
         self.next_offset = batch.last_offset + 1;
         self.batches.push_back(batch);
+        // Size retention also runs here, not only in the background, once the log has grown a
+        // whole segment past `retention.bytes`: a log fed faster than the housekeeping
+        // interval then stays within its bound, and the buffers it drops are reused by the
+        // next produce requests while they are still resident (see `crate::pool`). Checking
+        // is a comparison; deleting walks the oldest segment once per segment appended.
+        if settings.delete
+            && settings.retention_bytes >= 0
+            && self.size_bytes as i64 >= settings.retention_bytes.saturating_add(settings.segment_bytes.max(1))
+        {
+            self.delete_segments(settings, None);
+        }
     }
 
     /// Checks a producer's epoch and sequence (Kafka's `ProducerAppendInfo`): `Ok(Some)` is a
@@ -597,6 +611,19 @@ impl PartitionLog {
         best
     }
 
+    /// Keeps the data of a dropped batch for the buffer pool when it may be a frame buffer
+    /// of its own; smaller data is simply dropped.
+    fn release(&mut self, data: Bytes) {
+        if data.len() >= crate::pool::MIN_POOLED / 2 {
+            self.freed.push(data);
+        }
+    }
+
+    /// The data of large batches dropped since the last call, to offer to the buffer pool.
+    pub fn take_freed(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.freed)
+    }
+
     /// Moves the log start offset to `offset` (DeleteRecords), dropping whole batches below
     /// it. The caller checked `offset <= high watermark`.
     pub fn delete_records_before(&mut self, offset: i64) {
@@ -607,6 +634,7 @@ impl PartitionLog {
         while self.batches.front().is_some_and(|b| b.last_offset < offset) {
             if let Some(b) = self.batches.pop_front() {
                 self.size_bytes -= b.data.len();
+                self.release(b.data);
             }
         }
         if self.batches.is_empty() {
@@ -622,15 +650,26 @@ impl PartitionLog {
         if !settings.delete {
             return 0;
         }
+        self.delete_segments(settings, Some(now_ms))
+    }
+
+    /// The deleting part of [`Self::apply_retention`]. Without `now_ms`, only the size limit
+    /// applies and the active segment stays (the one the batch just appended is in).
+    fn delete_segments(&mut self, settings: &LogSettings, now_ms: Option<i64>) -> usize {
         let mut deleted = 0;
         while let Some(first) = self.batches.front() {
             let seg = first.segment;
+            if now_ms.is_none() && seg == self.segment {
+                break;
+            }
             let (seg_bytes, seg_max_ts) = self
                 .batches
                 .iter()
                 .take_while(|b| b.segment == seg)
                 .fold((0usize, i64::MIN), |(n, ts), b| (n + b.data.len(), ts.max(b.max_timestamp)));
-            let expired = settings.retention_ms >= 0 && seg_max_ts < now_ms.saturating_sub(settings.retention_ms);
+            let expired = now_ms.is_some_and(|now| {
+                settings.retention_ms >= 0 && seg_max_ts < now.saturating_sub(settings.retention_ms)
+            });
             let too_big = settings.retention_bytes >= 0
                 && self.size_bytes.saturating_sub(seg_bytes) as i64 >= settings.retention_bytes;
             if !expired && !too_big {
@@ -641,6 +680,7 @@ impl PartitionLog {
                     self.size_bytes -= b.data.len();
                     self.log_start_offset = self.log_start_offset.max(b.last_offset + 1);
                     deleted += 1;
+                    self.release(b.data);
                 }
             }
         }
@@ -818,10 +858,6 @@ impl From<kafka_protocol::ProtocolError> for Invalid {
         Invalid::Malformed(e)
     }
 }
-
-/// The most room a produced batch's buffer may have after the batch for the batch to be
-/// stored in that buffer rather than copied (see [`PartitionLog::append_owned`]).
-const IN_PLACE_SLACK: usize = 4096;
 
 /// A stored batch of at least this many bytes is a read of its own: a fetch returns it alone,
 /// straight from its buffer, rather than copying it together with its neighbours into one
@@ -1051,6 +1087,47 @@ mod tests {
         assert_ne!(log.batches.back().unwrap().data.as_ptr(), held.as_ptr());
         assert_eq!(held.to_vec(), original);
         assert_eq!(RecordBatch::from_bytes(log.batches.back().unwrap().data.clone()).unwrap().header().base_offset, 5);
+    }
+
+    #[test]
+    fn size_retention_runs_on_append_and_hands_the_dropped_buffers_over() {
+        let mut log = PartitionLog::default();
+        let one = big_batch(1000, 100);
+        let len = one.len() as i64;
+        // Three batches a segment, retention of six.
+        let s = LogSettings { retention_bytes: 6 * len, segment_bytes: 3 * len, ..settings() };
+        let mut ptrs = Vec::new();
+        for i in 0..30 {
+            // Each in a buffer of its own, as large produce frames are read.
+            let data = Bytes::from(one.to_vec());
+            ptrs.push(data.as_ptr());
+            log.append_owned(data, &s, 0, 2_000).unwrap();
+            assert!(log.size_bytes as i64 <= 9 * len, "append {i}: {} bytes kept", log.size_bytes);
+            assert_eq!(log.batches.back().unwrap().base_offset, i * 1000, "the batch just appended stays");
+        }
+        let freed = log.take_freed();
+        // Every deleted batch, oldest first, in the buffer it arrived in.
+        assert_eq!(log.log_start_offset(), freed.len() as i64 * 1000);
+        assert!(freed.len() >= 20, "{} batches deleted", freed.len());
+        for (data, ptr) in freed.iter().zip(&ptrs) {
+            assert_eq!(data.as_ptr(), *ptr);
+        }
+        assert!(log.take_freed().is_empty());
+        // Only once the log is a whole segment past the limit; never the active segment.
+        let mut log = PartitionLog::default();
+        let s = LogSettings { retention_bytes: 0, segment_bytes: 1 << 30, ..settings() };
+        for _ in 0..5 {
+            log.append(&one, &s, 0, 2_000).unwrap();
+        }
+        assert_eq!(log.log_start_offset(), 0);
+        // Small batches are not kept for the pool.
+        let s = LogSettings { retention_bytes: 0, segment_bytes: 1, ..settings() };
+        let mut log = PartitionLog::default();
+        for _ in 0..5 {
+            log.append(&batch(2, ProducerState::NONE, 1_000), &s, 0, 2_000).unwrap();
+        }
+        assert_eq!(log.log_start_offset(), 8, "all but the active segment deleted");
+        assert!(log.take_freed().is_empty());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub(crate) struct BrokerTask {
     pub max_frame_size: usize,
     /// TLS and SASL of this broker's listener.
     pub security: Arc<ListenerSecurity>,
+    /// Recycled buffers for large frames.
+    pub pool: Arc<crate::pool::BufferPool>,
 }
 
 pub(crate) async fn accept_loop(mut task: BrokerTask) {
@@ -70,6 +72,7 @@ pub(crate) async fn accept_loop(mut task: BrokerTask) {
                             shutdown: task.shutdown.clone(),
                             up: task.up.clone(),
                             max_frame_size: task.max_frame_size,
+                            pool: task.pool.clone(),
                         };
                         let security = task.security.clone();
                         tokio::spawn(async move {
@@ -119,6 +122,7 @@ struct Conn {
     shutdown: watch::Receiver<bool>,
     up: watch::Receiver<bool>,
     max_frame_size: usize,
+    pool: Arc<crate::pool::BufferPool>,
 }
 
 /// Why a connection ended (anything but the client closing it cleanly).
@@ -147,7 +151,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     conn: Conn,
     sasl: Option<Arc<SaslServer>>,
 ) -> Result<(), ConnectionEnd> {
-    let Conn { node_id, peer, state, mut shutdown, mut up, max_frame_size } = conn;
+    let Conn { node_id, peer, state, mut shutdown, mut up, max_frame_size, pool } = conn;
     let mut auth = AuthState::Start;
     // The principal of the session being re-authenticated (KIP-368), between SaslHandshake
     // and the end of SaslAuthenticate.
@@ -160,7 +164,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             // A large frame is looked for first, before the decoder reserves room for it in
             // `buf`: `buf` stays small, and a large frame always gets a buffer of its own.
             if let Some(total) = large_frame(&buf, max_frame_size) {
-                match read_large_frame(&mut stream, &mut buf, total, &mut shutdown, &mut up).await? {
+                match read_large_frame(&mut stream, &mut buf, total, &pool, &mut shutdown, &mut up).await? {
                     Some(f) => break f,
                     None => return Ok(()),
                 }
@@ -407,15 +411,18 @@ fn large_frame(buf: &BytesMut, max: usize) -> Option<usize> {
 /// Two reasons: the buffer is sized once, instead of growing (and being copied) step by step
 /// while a 1 MiB produce request arrives; and the frame owns its allocation, so that the log
 /// can keep a produced batch where it is, patching its offsets in place, instead of copying it.
+/// The buffer is a recycled one from `pool` when it has one of a fitting size (memory already
+/// resident, see [`crate::pool`]).
 async fn read_large_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     total: usize,
+    pool: &crate::pool::BufferPool,
     shutdown: &mut watch::Receiver<bool>,
     up: &mut watch::Receiver<bool>,
 ) -> Result<Option<Bytes>, ConnectionEnd> {
     use bytes::{Buf, BufMut};
-    let mut own = BytesMut::with_capacity(total.min(EAGER_RESERVE).max(buf.len()));
+    let mut own = pool.take(total).unwrap_or_else(|| BytesMut::with_capacity(total.min(EAGER_RESERVE).max(buf.len())));
     own.extend_from_slice(buf);
     buf.clear();
     while own.len() < total {
@@ -514,7 +521,11 @@ mod tests {
         let total = large_frame(&buf, 1 << 20).unwrap();
         let (_stop_tx, mut stop) = watch::channel(false);
         let (_up_tx, mut up) = watch::channel(true);
-        let frame = read_large_frame(&mut server, &mut buf, total, &mut stop, &mut up).await.unwrap().unwrap();
+        let frame =
+            read_large_frame(&mut server, &mut buf, total, &crate::pool::BufferPool::default(), &mut stop, &mut up)
+                .await
+                .unwrap()
+                .unwrap();
         assert_eq!(&frame[..], &body[..]);
         assert!(buf.is_empty());
         assert!(frame.try_into_mut().is_ok(), "the frame shares its buffer");
@@ -522,6 +533,140 @@ mod tests {
         let mut next = [0u8; 4];
         server.read_exact(&mut next).await.unwrap();
         assert_eq!(next, [0, 0, 0, 9]);
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_is_read_into_a_recycled_buffer() {
+        let pool = crate::pool::BufferPool::default();
+        let size = 200_000usize;
+        // The buffer of a dropped batch: a frame's buffer, the batch a slice of it.
+        let mut old = BytesMut::with_capacity(size + 4 + 1000);
+        old.resize(size + 4, 0);
+        let base = old.as_ptr() as usize;
+        let batch = old.freeze().slice(100..);
+        pool.give(batch);
+        let body: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let sent = body.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&(size as i32).to_be_bytes()).await.unwrap();
+            client.write_all(&sent).await.unwrap();
+            client
+        });
+        let mut buf = BytesMut::new();
+        while buf.len() < 4 {
+            server.read_buf(&mut buf).await.unwrap();
+        }
+        let total = large_frame(&buf, 1 << 20).unwrap();
+        let (_stop_tx, mut stop) = watch::channel(false);
+        let (_up_tx, mut up) = watch::channel(true);
+        let frame = read_large_frame(&mut server, &mut buf, total, &pool, &mut stop, &mut up).await.unwrap().unwrap();
+        assert_eq!(&frame[..], &body[..]);
+        assert_eq!(pool.stats().reused, 1, "{:?}", pool.stats());
+        assert_eq!(frame.as_ptr() as usize, base + 4, "read into the recycled buffer");
+        assert_eq!(pool.stats().reused, 1);
+        let _client = writer.await.unwrap();
+    }
+
+    /// The whole path: produce frames read into their own buffers, batches stored in them,
+    /// size retention dropping them, the pool handing them to the next frames; and what is
+    /// read back is what was produced, never bytes of a batch written later.
+    #[tokio::test]
+    async fn retention_recycles_produce_buffers_and_the_data_stays_intact() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{FetchRequest, ProduceRequest};
+        use kafka_protocol::records::{BatchOptions, ProducerState, RecordBatchBuilder, RecordSetEntry, RecordSetIter};
+        use kafka_protocol::{frame, Request};
+
+        async fn call<R: Request>(s: &mut tokio::net::TcpStream, corr: i32, req: &R, v: i16) -> R::Response {
+            let mut out = BytesMut::new();
+            frame::encode_request(&mut out, corr, Some("pool-test"), req, v).unwrap();
+            s.write_all(&out).await.unwrap();
+            let mut dec = frame::FrameDecoder::default();
+            let mut buf = BytesMut::new();
+            loop {
+                if let Some(f) = dec.decode(&mut buf).unwrap() {
+                    return frame::decode_response::<R::Response>(f, v).unwrap().1;
+                }
+                assert_ne!(s.read_buf(&mut buf).await.unwrap(), 0, "connection closed");
+            }
+        }
+
+        let cluster = crate::Cluster::builder().brokers(1).start().await.unwrap();
+        // About 100 KB a batch, one batch a segment, four to six batches kept.
+        cluster
+            .create_topic_with_configs("t", 1, 1, &[("retention.bytes", "400000"), ("segment.bytes", "200000")])
+            .await
+            .unwrap();
+        let mut s = tokio::net::TcpStream::connect(cluster.broker_addrs()[0].1).await.unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        for i in 0..30u8 {
+            let value = vec![i; 1000];
+            let mut b = RecordBatchBuilder::new(BatchOptions::default());
+            for _ in 0..100 {
+                b.append(now, None, Some(&value), &[]).unwrap();
+            }
+            let req = ProduceRequest {
+                acks: 1,
+                timeout_ms: 5000,
+                topic_data: vec![TopicProduceData {
+                    name: "t".into(),
+                    partition_data: vec![PartitionProduceData {
+                        index: 0,
+                        records: Some(b.seal(ProducerState::NONE).unwrap()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let resp = call(&mut s, i32::from(i), &req, 9).await;
+            let p = &resp.responses[0].partition_responses[0];
+            assert_eq!((p.error_code, p.base_offset), (0, i64::from(i) * 100));
+        }
+        let stats = cluster.run(|state| state.pool.stats()).await.unwrap();
+        assert!(stats.reused >= 20, "{stats:?}");
+
+        let fetch = FetchRequest {
+            replica_id: -1,
+            max_wait_ms: 0,
+            max_bytes: 1 << 24,
+            session_epoch: -1,
+            topics: vec![kafka_protocol::messages::fetch_request::FetchTopic {
+                topic: "t".into(),
+                partitions: vec![kafka_protocol::messages::fetch_request::FetchPartition {
+                    partition: 0,
+                    current_leader_epoch: -1,
+                    fetch_offset: 0,
+                    partition_max_bytes: 1 << 24,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let resp = call(&mut s, 100, &fetch, 11).await;
+        let part = &resp.responses[0].partitions[0];
+        assert_eq!(part.error_code, kafka_protocol::ErrorCode::OffsetOutOfRange.code(), "the start was deleted");
+        let mut fetch = fetch;
+        fetch.topics[0].partitions[0].fetch_offset = part.log_start_offset;
+        let mut offset = part.log_start_offset;
+        assert!(offset >= 2000, "retention kept {offset}..3000");
+        while offset < 3000 {
+            fetch.topics[0].partitions[0].fetch_offset = offset;
+            let resp = call(&mut s, 101, &fetch, 11).await;
+            let data = resp.responses[0].partitions[0].records.clone().unwrap();
+            for entry in RecordSetIter::new(data) {
+                let RecordSetEntry::Batch(batch) = entry.unwrap() else { panic!("legacy") };
+                batch.verify_crc().unwrap();
+                let want = (batch.header().base_offset / 100) as u8;
+                for record in batch.records(1 << 24).unwrap().iter() {
+                    assert!(record.unwrap().value().unwrap().iter().all(|&b| b == want), "batch of {want}");
+                }
+                offset = batch.header().base_offset + i64::from(batch.header().last_offset_delta) + 1;
+            }
+        }
+        cluster.shutdown().await;
     }
 
     #[tokio::test]
@@ -535,6 +680,16 @@ mod tests {
         let (_stop_tx, mut stop) = watch::channel(false);
         let (_up_tx, mut up) = watch::channel(true);
         let total = large_frame(&buf, 1 << 20).unwrap();
-        assert!(read_large_frame(&mut server, &mut buf, total, &mut stop, &mut up).await.unwrap().is_none());
+        assert!(read_large_frame(
+            &mut server,
+            &mut buf,
+            total,
+            &crate::pool::BufferPool::default(),
+            &mut stop,
+            &mut up
+        )
+        .await
+        .unwrap()
+        .is_none());
     }
 }

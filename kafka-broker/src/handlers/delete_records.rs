@@ -12,6 +12,7 @@ pub(crate) const MIN_VERSION: i16 = 0;
 pub(crate) const MAX_VERSION: i16 = 2;
 
 pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &DeleteRecordsRequest) -> Handled {
+    let mut freed = Vec::new();
     let topics = req
         .topics
         .iter()
@@ -36,6 +37,7 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &DeleteRecordsRequest
                             } else {
                                 partition.log.delete_records_before(target);
                                 r.low_watermark = partition.log.log_start_offset();
+                                freed.extend(partition.log.take_freed());
                             }
                         }
                         Err(e) => r.error_code = e.code.code(),
@@ -46,6 +48,9 @@ pub(crate) fn handle(state: &mut State, ctx: Ctx<'_>, req: &DeleteRecordsRequest
             ..Default::default()
         })
         .collect();
+    for data in freed {
+        state.pool.give(data);
+    }
     // A fetch waiting on a partition whose start moved must look again.
     state.data_version += 1;
     Handled::Respond(DeleteRecordsResponse { throttle_time_ms: 0, topics, ..Default::default() }.into())

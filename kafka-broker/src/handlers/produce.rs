@@ -252,10 +252,16 @@ fn produce_one(
     }
     let leader_epoch = partition.leader_epoch;
     let appended = partition.log.append_owned(data, &settings, leader_epoch, ctx.now_ms)?;
+    let log_start_offset = partition.log.log_start_offset();
+    // Size retention may have dropped old batches: their buffers go back to the pool now,
+    // for the next large frame.
+    for data in partition.log.take_freed() {
+        state.pool.give(data);
+    }
     Ok(Produced {
         base_offset: appended.base_offset,
         log_append_time_ms: appended.log_append_time_ms,
-        log_start_offset: partition.log.log_start_offset(),
+        log_start_offset,
         duplicate: appended.duplicate,
     })
 }
