@@ -400,6 +400,36 @@ async fn a_waiting_fetch_returns_when_data_arrives() {
     cluster.shutdown().await;
 }
 
+/// A read that stops before a batch of 256 KiB or more (which is sent alone, from its own
+/// buffer) has more data right behind it: a long-polling fetch must answer then, not wait for
+/// `min_bytes` until its deadline.
+#[tokio::test]
+async fn a_fetch_stopped_by_a_large_batch_answers_without_waiting() {
+    let cluster = Cluster::builder().start().await.unwrap();
+    cluster.create_topic("t", 1, 1).await.unwrap();
+    let mut s = connect(&cluster).await;
+    assert_eq!(produce(&mut s, "t", 0, batch(&[b"small"])).await, (0, 0));
+    let big = vec![b'x'; 1000];
+    let values: Vec<&[u8]> = (0..300).map(|_| &big[..]).collect();
+    let large = batch(&values);
+    assert!(large.len() >= 256 * 1024);
+    assert_eq!(produce(&mut s, "t", 0, large).await, (0, 1));
+
+    let started = Instant::now();
+    let resp = call(&mut s, 1, &fetch_req("t", Uuid::ZERO, &[(0, 0)], 30_000, 10 << 20), 11).await;
+    assert_eq!(values_of(&resp), vec![(0, b"small".to_vec())], "the small batch, then the read stops");
+    assert!(started.elapsed() < Duration::from_secs(20), "answered at once, not at the 30 s deadline");
+    // At the end of the log the usual rule holds again: less than min_bytes waits.
+    let resp = call(&mut s, 2, &fetch_req("t", Uuid::ZERO, &[(0, 1)], 200, 10 << 20), 11).await;
+    let got = values_of(&resp);
+    assert_eq!((got.len(), got[0].0, got[299].0), (300, 1, 300), "the large batch alone");
+    cluster.shutdown().await;
+}
+
+fn values_of(resp: &FetchResponse) -> Vec<(i64, Vec<u8>)> {
+    values(&resp.responses[0].partitions[0].records)
+}
+
 #[tokio::test]
 async fn byte_limits_follow_kip_74() {
     let cluster = Cluster::builder().start().await.unwrap();
