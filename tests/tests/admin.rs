@@ -515,8 +515,10 @@ async fn kip848_and_classic_groups_are_described_together() {
     let bootstrap = cluster.bootstrap_servers();
     produce(&bootstrap, "orders", 0, 2, None).await;
     let admin = admin(&cluster);
-    let next_gen =
-        Consumer::new(consumer_config(&bootstrap, "next-gen").set("group.protocol", "consumer").unwrap()).unwrap();
+    let mut next_gen = consumer_config(&bootstrap, "next-gen").set("group.protocol", "consumer").unwrap();
+    // With KIP-848 the broker sets the heartbeat interval; the classic setting must stay unset.
+    next_gen.heartbeat_interval = ConsumerConfig::default().heartbeat_interval;
+    let next_gen = Consumer::new(next_gen).unwrap();
     next_gen.subscribe(["orders"]).unwrap();
     let classic = Consumer::new(consumer_config(&bootstrap, "classic")).unwrap();
     classic.subscribe(["orders"]).unwrap();

@@ -140,8 +140,8 @@ pub struct ConsumerConfig {
     pub client_rack: Option<String>,
     /// `group.protocol`, default classic. With `consumer` (KIP-848) the broker assigns
     /// partitions and sets the heartbeat interval and session timeout;
-    /// `partition.assignment.strategy`, `heartbeat.interval.ms` and `session.timeout.ms` are
-    /// then not used.
+    /// `partition.assignment.strategy`, `heartbeat.interval.ms` and `session.timeout.ms` must
+    /// then keep their defaults ([`Self::validate`] refuses them otherwise, as Java 4 does).
     pub group_protocol: GroupProtocol,
     /// `group.remote.assignor`: the server-side assignor the group should use with
     /// `group.protocol=consumer` (e.g. `uniform`, `range`); none by default (the broker's
@@ -307,11 +307,36 @@ impl ConsumerConfig {
                 return Err(config_error("group.instance.id", "needs a group.id"));
             }
         }
-        if self.heartbeat_interval >= self.session_timeout {
-            return Err(config_error("heartbeat.interval.ms", "must be lower than session.timeout.ms"));
-        }
-        if self.group_remote_assignor.is_some() && self.group_protocol != GroupProtocol::Consumer {
-            return Err(config_error("group.remote.assignor", "needs group.protocol=consumer"));
+        if self.group_protocol == GroupProtocol::Consumer {
+            // As the Java consumer (4.x) does: with KIP-848 the broker assigns partitions and
+            // sets the heartbeat interval and session timeout, so the classic settings would be
+            // silently ignored. Java rejects them when set at all; here, when they differ from
+            // the defaults (the public fields cannot tell "set to the default" from "unset").
+            let defaults = ConsumerConfig::default();
+            let set: Vec<&str> = [
+                ("partition.assignment.strategy", self.assignment_strategies != defaults.assignment_strategies),
+                ("heartbeat.interval.ms", self.heartbeat_interval != defaults.heartbeat_interval),
+                ("session.timeout.ms", self.session_timeout != defaults.session_timeout),
+            ]
+            .into_iter()
+            .filter_map(|(name, changed)| changed.then_some(name))
+            .collect();
+            if !set.is_empty() {
+                return Err(config_error(
+                    "group.protocol",
+                    &format!("{} cannot be set when group.protocol=CONSUMER", set.join(", ")),
+                ));
+            }
+        } else {
+            if self.heartbeat_interval >= self.session_timeout {
+                return Err(config_error("heartbeat.interval.ms", "must be lower than session.timeout.ms"));
+            }
+            if self.group_remote_assignor.is_some() {
+                return Err(config_error(
+                    "group.remote.assignor",
+                    "group.remote.assignor cannot be set when group.protocol=CLASSIC",
+                ));
+            }
         }
         for s in &self.assignment_strategies {
             crate::consumer::assignor::assignor_by_name(s)?;
@@ -371,6 +396,36 @@ mod tests {
         assert_eq!(c.group_remote_assignor.as_deref(), Some("uniform"));
         let mut c = ConsumerConfig::new("h:1").set("group.remote.assignor", "range").unwrap();
         assert!(matches!(c.validate(), Err(Error::Config { key, .. }) if key == "group.remote.assignor"));
+    }
+
+    #[test]
+    fn classic_only_settings_are_refused_with_the_consumer_protocol() {
+        let consumer =
+            || ConsumerConfig::new("h:1").set("group.id", "g").unwrap().set("group.protocol", "consumer").unwrap();
+        let mut c = consumer()
+            .set("session.timeout.ms", "10000")
+            .unwrap()
+            .set("partition.assignment.strategy", "range")
+            .unwrap();
+        match c.validate() {
+            Err(Error::Config { key, reason }) => {
+                assert_eq!(key, "group.protocol");
+                assert_eq!(
+                    reason,
+                    "partition.assignment.strategy, session.timeout.ms cannot be set when group.protocol=CONSUMER"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut c = consumer().set("heartbeat.interval.ms", "500").unwrap();
+        assert!(
+            matches!(c.validate(), Err(Error::Config { reason, .. }) if reason.starts_with("heartbeat.interval.ms cannot"))
+        );
+        // Left at their defaults, they pass.
+        consumer().validate().unwrap();
+        // With the classic protocol the same settings are fine.
+        let mut c = ConsumerConfig::new("h:1").set("session.timeout.ms", "10000").unwrap();
+        c.validate().unwrap();
     }
 
     #[test]
