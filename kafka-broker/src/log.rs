@@ -744,7 +744,7 @@ impl PartitionLog {
             .iter()
             .map(|b| RecordBatch::from_bytes(b.data.clone()).is_ok_and(|batch| is_aborted(batch.header())))
             .collect();
-        for (b, aborted) in std::mem::take(&mut self.batches).into_iter().zip(aborted_batches) {
+        for (mut b, aborted) in std::mem::take(&mut self.batches).into_iter().zip(aborted_batches) {
             let old_enough = now_ms.saturating_sub(b.max_timestamp) >= settings.min_compaction_lag_ms;
             if b.segment == active || !old_enough || b.last_offset >= lso {
                 size += b.data.len();
@@ -753,6 +753,7 @@ impl PartitionLog {
             }
             if aborted {
                 removed += usize::try_from(b.last_offset - b.base_offset + 1).unwrap_or(0);
+                self.release(b.data);
                 continue;
             }
             match rewrite_compacted(&b, &newest, now_ms, settings.delete_retention_ms) {
@@ -762,12 +763,15 @@ impl PartitionLog {
                 }
                 Rewrite::Replace(data, n) => {
                     removed += n;
-                    let mut nb = b.clone();
-                    nb.data = data;
-                    size += nb.data.len();
-                    kept.push_back(nb);
+                    let old = std::mem::replace(&mut b.data, data);
+                    self.release(old);
+                    size += b.data.len();
+                    kept.push_back(b);
                 }
-                Rewrite::Drop(n) => removed += n,
+                Rewrite::Drop(n) => {
+                    removed += n;
+                    self.release(b.data);
+                }
             }
         }
         self.batches = kept;
@@ -1128,6 +1132,34 @@ mod tests {
         }
         assert_eq!(log.log_start_offset(), 8, "all but the active segment deleted");
         assert!(log.take_freed().is_empty());
+    }
+
+    /// A transaction marker goes through the same append path, so it can be what takes the
+    /// log past `retention.bytes`; the transaction's bookkeeping stays right.
+    #[test]
+    fn a_marker_can_trigger_size_retention() {
+        let mlen = {
+            let mut l = PartitionLog::default();
+            marker(&mut l, 9, 0, true);
+            l.size_bytes
+        };
+        let (plain, open) = (big_batch(1000, 100), txn(7, 0, 0, 4000));
+        let (a, t) = (plain.len() as i64, open.len() as i64);
+        // Each batch a segment of its own, the marker joins the last; the marker's bytes are
+        // the ones that reach retention.bytes + segment.bytes.
+        let segment_bytes = a.max(t) + mlen as i64;
+        let s = LogSettings { retention_bytes: 2 * a + t + mlen as i64 - segment_bytes, segment_bytes, ..settings() };
+        let mut log = PartitionLog::default();
+        log.append(&plain, &s, 0, 2_000).unwrap(); // 0..=999
+        log.append(&open, &s, 0, 2_000).unwrap(); // 1000..=4999, open
+        log.append(&plain, &s, 0, 2_000).unwrap(); // 5000..=5999
+        assert_eq!((log.log_start_offset(), log.last_stable_offset()), (0, 1000));
+        assert!(log.take_freed().is_empty());
+        log.append_marker(7, 0, true, 0, 0, 2_000, &s).unwrap(); // 6000
+        assert_eq!(log.log_start_offset(), 1000, "the first segment went");
+        assert_eq!(log.take_freed().len(), 1);
+        assert_eq!((log.last_stable_offset(), log.high_watermark()), (6001, 6001), "the transaction committed");
+        assert!(log.aborted_txns_in(0, 6001).is_empty());
     }
 
     #[test]

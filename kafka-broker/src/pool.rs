@@ -14,9 +14,10 @@
 //! byte produced, forever. With it, a log at its retention size stores new batches in memory
 //! that is already resident.
 //!
-//! Bounds: the pool holds at most [`POOL_BYTES`]; a buffer nobody took for one housekeeping
-//! interval (`log.retention.check.interval.ms`) is released by [`BufferPool::shed`], so an
-//! idle broker does not keep what a burst freed.
+//! Bounds: the pool holds at most [`POOL_BYTES`]; a buffer nobody took by the end of the
+//! housekeeping interval after the one it came back in (`log.retention.check.interval.ms`,
+//! so one to two intervals) is released by [`BufferPool::shed`], so an idle broker does not
+//! keep what a burst freed.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -38,10 +39,6 @@ pub(crate) const POOL_BYTES: usize = 64 << 20;
 pub(crate) fn allowed_slack(len: usize) -> usize {
     (len / 8).max(4096)
 }
-
-/// Bytes a produce frame carries after its batch (tagged fields), which the pool leaves room
-/// for when it matches a buffer to a frame.
-const TRAILER_MARGIN: usize = 256;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -88,7 +85,9 @@ impl BufferPool {
         if len < MIN_POOLED {
             return None;
         }
-        let most = len + allowed_slack(len).saturating_sub(TRAILER_MARGIN);
+        // Half the slack the log allows after a batch: the frame's header and trailer come on
+        // top of the batch's own room, and the batch must still be stored in place.
+        let most = len + allowed_slack(len) / 2;
         let mut inner = self.lock();
         let (&cap, list) = inner.free.range_mut(len..=most).next()?;
         let (buf, _) = list.pop()?;
@@ -138,20 +137,20 @@ impl BufferPool {
             return;
         }
         let mut released = 0usize;
-        let mut count = 0u64;
+        let mut expired = Vec::new();
         inner.free.retain(|&cap, list| {
-            list.retain(|(_, t)| {
-                let keep = *t == tick;
-                if !keep {
-                    released += cap;
-                    count += 1;
-                }
-                keep
-            });
+            let (keep, old): (Vec<_>, Vec<_>) = std::mem::take(list).into_iter().partition(|(_, t)| *t == tick);
+            *list = keep;
+            released += cap * old.len();
+            expired.extend(old);
             !list.is_empty()
         });
         inner.bytes -= released;
-        inner.stats.shed += count;
+        inner.stats.shed += expired.len() as u64;
+        drop(inner);
+        // Freed (unmapped) after the lock is released: a connection taking a buffer meanwhile
+        // does not wait for it.
+        drop(expired);
     }
 
     /// The free buffers' total capacity.

@@ -562,7 +562,6 @@ mod tests {
         let (_up_tx, mut up) = watch::channel(true);
         let frame = read_large_frame(&mut server, &mut buf, total, &pool, &mut stop, &mut up).await.unwrap().unwrap();
         assert_eq!(&frame[..], &body[..]);
-        assert_eq!(pool.stats().reused, 1, "{:?}", pool.stats());
         assert_eq!(frame.as_ptr() as usize, base + 4, "read into the recycled buffer");
         assert_eq!(pool.stats().reused, 1);
         let _client = writer.await.unwrap();

@@ -266,6 +266,10 @@ impl State {
                 // Only a forged batch with a newer epoch gets here; Kafka would retry forever.
                 tracing::warn!(id = transactional_id, %topic, index, %code, message, "marker refused; skipped");
             }
+            // A marker can take the log a segment past retention.bytes (see `PartitionLog::push`).
+            for data in p.log.take_freed() {
+                self.pool.give(data);
+            }
             logs_changed = true;
             written.push(tp);
         }
