@@ -533,6 +533,12 @@ impl RecordBatchBuilder {
         if end + SLACK > buf.capacity().min(MAX_BATCH_LENGTH + LOG_OVERHEAD + SLACK) {
             return false;
         }
+        // Implied by the check above, but in the form `extend_from_slice` checks before the
+        // 16-byte chunk: the compiler then drops that check and its reallocation path, and
+        // keeps fewer values on the stack around it (3 instructions a record).
+        if buf.capacity() - start < 16 {
+            return false;
+        }
         // Length, attributes (0: unused) and timestamp delta.
         let a = len_bits | (ts_bits << (8 * (len_n + 1)));
         let a_n = len_n + 1 + ts_n;
