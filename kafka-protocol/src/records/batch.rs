@@ -565,7 +565,18 @@ impl RecordBatchBuilder {
             buf.extend_from_slice(&value_bits.to_le_bytes());
             buf.truncate(at);
         }
-        buf.extend_from_slice(value.unwrap_or_default());
+        let value = value.unwrap_or_default();
+        // Never true (the room was checked above); stated in `extend_from_slice`'s and `push`'s
+        // own forms so that their reallocation paths go away.
+        if buf.capacity() - buf.len() < value.len() {
+            buf.truncate(start);
+            return false;
+        }
+        buf.extend_from_slice(value);
+        if buf.len() == buf.capacity() {
+            buf.truncate(start);
+            return false;
+        }
         buf.push(0); // no headers
         debug_assert_eq!(buf.len(), end);
         true
