@@ -357,6 +357,30 @@ fn fast_path_encodes_like_a_byte_by_byte_encoder() {
 }
 
 #[test]
+fn fast_path_hands_over_at_every_capacity_near_its_limit() {
+    // The fast path writes a record only when it and 16 bytes of slack fit the allocation, and
+    // checks the room again in the forms the vector's own methods use; the general path takes
+    // the record otherwise (exact fit, growth). Every capacity around those limits must give
+    // the reference bytes and a valid CRC, with and without a key.
+    let value = vec![7u8; 100];
+    for key in [None, Some(&b"key"[..])] {
+        let mut expected = Vec::new();
+        for i in 0..3 {
+            expected.extend_from_slice(&reference_record(i, i as i32, key, Some(&value)));
+        }
+        for capacity in RECORD_BATCH_OVERHEAD..=RECORD_BATCH_OVERHEAD + expected.len() + 40 {
+            let mut b = RecordBatchBuilder::with_capacity(capacity, BatchOptions::default());
+            for i in 0..3 {
+                b.append(1000 + i, key, Some(&value), &[]).unwrap();
+            }
+            let sealed = b.seal(ProducerState::NONE).unwrap();
+            assert!(sealed[RECORD_BATCH_OVERHEAD..] == expected[..], "capacity {capacity}, key {key:?}");
+            RecordBatch::from_bytes(sealed).unwrap().verify_crc().unwrap();
+        }
+    }
+}
+
+#[test]
 fn extreme_timestamp_deltas() {
     let mut b = RecordBatchBuilder::new(BatchOptions::default());
     let ts = [0, i64::MAX, i64::MIN, 1 << 55, -(1 << 55), 1 << 56, (1 << 62) + 1];
