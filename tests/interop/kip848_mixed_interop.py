@@ -62,7 +62,7 @@ class Ours:
         self.err_path = os.path.join(workdir, f"{name}.err")
         self.err = open(self.err_path, "w")
         self.proc = subprocess.Popen(
-            [binary, "--bootstrap-server", bootstrap, "--topic", TOPIC, "--group", GROUP, "--strategy", "range",
+            [binary, "--bootstrap-server", bootstrap, "--topic", TOPIC, "--group", GROUP,
              "--out", self.out, "--max-idle-ms", "600000", "--consumer-property", f"client.id={name}",
              "--consumer-property", "group.protocol=consumer"],
             stdout=subprocess.DEVNULL, stderr=self.err)

@@ -4,9 +4,12 @@
 //! change to stderr, so that a test can check how the group shared the partitions.
 //!
 //! ```text
-//! interop-consume --bootstrap-server 127.0.0.1:9092 --topic t --group g --strategy range --out out.txt \
+//! interop-consume --bootstrap-server 127.0.0.1:9092 --topic t --group g [--strategy range] --out out.txt \
 //!     [--max-idle-ms 5000] [--consumer-property K=V ...]
 //! ```
+//!
+//! `--strategy` sets `partition.assignment.strategy` (classic groups); leave it out with
+//! `--consumer-property group.protocol=consumer`, where the broker assigns.
 //!
 //! It exits cleanly (commit, close: revocation and LeaveGroup) after `--max-idle-ms` without
 //! a record (default 5000), or on SIGTERM / SIGINT.
@@ -27,13 +30,13 @@ use kafka_client::consumer::{BoxFuture, RebalanceListener, TopicPartition};
 use kafka_client::{Consumer, ConsumerConfig};
 
 const USAGE: &str = "usage: interop-consume --bootstrap-server HOST:PORT --topic T --group G \
---strategy range|cooperative-sticky|... --out FILE [--max-idle-ms MS] [--consumer-property K=V ...]";
+[--strategy range|cooperative-sticky|...] --out FILE [--max-idle-ms MS] [--consumer-property K=V ...]";
 
 struct Args {
     bootstrap: String,
     topic: String,
     group: String,
-    strategy: String,
+    strategy: Option<String>,
     out: String,
     max_idle: Duration,
     properties: Vec<(String, String)>,
@@ -70,7 +73,7 @@ fn parse() -> Result<Args, String> {
         bootstrap: bootstrap.ok_or("--bootstrap-server is required")?,
         topic: topic.ok_or("--topic is required")?,
         group: group.ok_or("--group is required")?,
-        strategy: strategy.ok_or("--strategy is required")?,
+        strategy,
         out: out.ok_or("--out is required")?,
         max_idle,
         properties,
@@ -133,8 +136,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = ConsumerConfig::new(&args.bootstrap)
         .set("group.id", &args.group)?
         .set("auto.offset.reset", "earliest")?
-        .set("enable.auto.commit", "false")?
-        .set("partition.assignment.strategy", &args.strategy)?;
+        .set("enable.auto.commit", "false")?;
+    if let Some(strategy) = &args.strategy {
+        config = config.set("partition.assignment.strategy", strategy)?;
+    }
     for (k, v) in &args.properties {
         config = config.set(k, v)?;
     }

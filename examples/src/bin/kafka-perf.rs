@@ -50,6 +50,7 @@ CONSUME OPTIONS:
     --consumer-property K=V     any consumer setting by its Java name (repeatable); defaults:
                                 auto.offset.reset=earliest, check.crcs=true,
                                 enable.auto.commit=true, partition.assignment.strategy=range
+                                (not with group.protocol=consumer, where the broker assigns)
 
     --progress / --no-progress  draw a progress bar on stderr (default: only when stderr is
                                 a terminal); stdout keeps only the summary and RESULT lines
@@ -128,6 +129,13 @@ fn parse_consume(mut it: impl Iterator<Item = String>) -> Result<Option<ConsumeA
                 properties.push((k.to_owned(), v.to_owned()));
             }
             other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if properties.iter().any(|(k, v)| k == "group.protocol" && v.trim().eq_ignore_ascii_case("consumer")) {
+        // With KIP-848 the broker assigns: the classic default does not apply (and the consumer
+        // refuses it). The first entry is the default; one given on the command line stays.
+        if let Some(i) = properties.iter().position(|(k, _)| k == "partition.assignment.strategy") {
+            properties.remove(i);
         }
     }
     Ok(Some(ConsumeArgs {
