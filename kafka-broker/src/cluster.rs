@@ -963,9 +963,7 @@ impl State {
             for p in &mut topic.partitions {
                 trimmed |= p.log.apply_retention(&topic.settings, now) > 0;
                 trimmed |= p.log.compact(&topic.settings, now) > 0;
-                for data in p.log.take_freed() {
-                    self.pool.give(data);
-                }
+                self.pool.give_all(p.log.take_freed());
             }
         }
         if trimmed {

@@ -127,6 +127,13 @@ impl BufferPool {
         inner.free.entry(cap).or_default().push((buf, tick));
     }
 
+    /// [`Self::give`] for each of `freed` (a log's [`crate::log::PartitionLog::take_freed`]).
+    pub fn give_all(&self, freed: impl IntoIterator<Item = Bytes>) {
+        for data in freed {
+            self.give(data);
+        }
+    }
+
     /// Releases buffers that were not taken since the previous call (called every
     /// housekeeping interval).
     pub fn shed(&self) {

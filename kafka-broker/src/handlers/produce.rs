@@ -255,9 +255,8 @@ fn produce_one(
     let log_start_offset = partition.log.log_start_offset();
     // Size retention may have dropped old batches: their buffers go back to the pool now,
     // for the next large frame.
-    for data in partition.log.take_freed() {
-        state.pool.give(data);
-    }
+    let freed = partition.log.take_freed();
+    state.pool.give_all(freed);
     Ok(Produced {
         base_offset: appended.base_offset,
         log_append_time_ms: appended.log_append_time_ms,

@@ -267,9 +267,7 @@ impl State {
                 tracing::warn!(id = transactional_id, %topic, index, %code, message, "marker refused; skipped");
             }
             // A marker can take the log a segment past retention.bytes (see `PartitionLog::push`).
-            for data in p.log.take_freed() {
-                self.pool.give(data);
-            }
+            self.pool.give_all(p.log.take_freed());
             logs_changed = true;
             written.push(tp);
         }
