@@ -7,12 +7,20 @@
 //! steady state of a broker that has run a while, storing into recycled buffers). Targets
 //! (issue 3): at most 100 ns of broker CPU per 100-byte record produced in 1 MiB batches, at
 //! most 50 ns per record fetched, resident memory at most 1.25x the stored batch bytes.
+//!
+//! The same run measures floors: this binary started again with `--receive-floor` is a process
+//! that only reads the same produce frames over TCP (into new memory, or into a ring of 64 MiB
+//! of recycled buffers) and answers each with a canned response, or only writes the same
+//! number of held MiB back in 8 MiB frames. Its CPU per record is what the kernel's loopback
+//! path costs on the machine, which no broker can go below; the broker's own share is the
+//! difference, printed with the ratio. On a noisy VM the ratio moves less than the absolute
+//! figures, but the floor runs after the broker, so drift between the phases still shows.
 //! Linux only (reads /proc).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -21,11 +29,14 @@ use kafka_protocol::frame::{self, FrameDecoder};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use kafka_protocol::records::{BatchOptions, ProducerState, RecordBatchBuilder, RecordSetIter};
 use kafka_protocol::Request;
 
 const BATCH_BYTES: usize = 1 << 20;
+/// Bytes asked for per fetch (`max_bytes` and `partition_max_bytes`).
+const FETCH_BYTES: usize = 8 << 20;
 const VALUE: [u8; 100] = [b'v'; 100];
 
 /// Minor page faults of `pid` so far.
@@ -148,15 +159,99 @@ fn produce(c: &mut Conn, frame: &Bytes, batches: usize) {
     }
 }
 
-fn main() {
-    let mib: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(256);
-    // BROKER_PERF_WRAPPER="valgrind --tool=callgrind" profiles the broker.
-    let wrapper = std::env::var("BROKER_PERF_WRAPPER").unwrap_or_default();
+/// The `--receive-floor` process: prints its address like the broker, then serves each
+/// connection on a thread of its own (see [`serve_floor`]).
+fn receive_floor() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("bootstrap.servers={}", listener.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    let response = ProduceResponse {
+        responses: vec![TopicProduceResponse {
+            name: "perf".into(),
+            partition_responses: vec![PartitionProduceResponse { index: 0, ..Default::default() }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut canned = BytesMut::new();
+    // The produce frames are encoded once, with correlation id 7.
+    frame::encode_response(&mut canned, 7, &response, 9).unwrap();
+    let canned = canned.freeze();
+    for conn in listener.incoming() {
+        let canned = canned.clone();
+        std::thread::spawn(move || serve_floor(conn.unwrap(), &canned));
+    }
+}
+
+/// Reads frames from `s` until it closes and answers each with `canned`. The first byte says
+/// where the frames go: `g` into new memory that is kept (a growing log), `s` into a ring of
+/// buffers that holds 64 MiB and reuses the oldest (the broker's steady state). Reading into
+/// a `Vec`'s spare capacity does not zero it first, so the kernel's copy is the first touch,
+/// as in the broker.
+fn serve_floor(mut s: TcpStream, canned: &[u8]) {
+    s.set_nodelay(true).unwrap();
+    let mut mode = [0u8; 1];
+    s.read_exact(&mut mode).unwrap();
+    if mode[0] == b'f' {
+        return serve_floor_fetch(s);
+    }
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let (mut held, mut oldest) = (0usize, 0usize);
+    loop {
+        let mut size = [0u8; 4];
+        if s.read_exact(&mut size).is_err() {
+            return;
+        }
+        let n = u32::from_be_bytes(size) as usize;
+        let full = mode[0] == b's' && held >= 64 << 20;
+        let mut body = if full { std::mem::take(&mut kept[oldest]) } else { Vec::new() };
+        body.clear();
+        body.reserve_exact(n);
+        let got = (&mut s).take(n as u64).read_to_end(&mut body).unwrap();
+        assert_eq!(got, n, "short frame");
+        if full {
+            kept[oldest] = body;
+            oldest = (oldest + 1) % kept.len();
+        } else {
+            held += n;
+            kept.push(body);
+        }
+        s.write_all(canned).unwrap();
+    }
+}
+
+/// The fetch side of the receive floor: holds as many MiB as the client names (8 bytes, then
+/// filled, so nothing faults later) and answers each 8-byte request frame with the next
+/// 8 MiB of them in one frame, as a broker answers a fetch from its log.
+fn serve_floor_fetch(mut s: TcpStream) {
+    let mut count = [0u8; 8];
+    s.read_exact(&mut count).unwrap();
+    let held: Vec<Vec<u8>> = (0..u64::from_be_bytes(count)).map(|i| vec![i as u8 | 0x80; BATCH_BYTES]).collect();
+    let per_response = FETCH_BYTES / BATCH_BYTES;
+    let mut next = 0;
+    loop {
+        let mut request = [0u8; 8];
+        if s.read_exact(&mut request).is_err() {
+            return;
+        }
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(&((FETCH_BYTES + 4) as u32).to_be_bytes());
+        header[4..].copy_from_slice(&request[4..]);
+        s.write_all(&header).unwrap();
+        for _ in 0..per_response {
+            s.write_all(&held[next]).unwrap();
+            next = (next + 1) % held.len();
+        }
+    }
+}
+
+/// Starts a process with `args` (the broker, or this binary as the receive floor) and returns
+/// it with the address it prints.
+fn spawn_server(program: &str, args: &[&str], wrapper: &str) -> (std::process::Child, String) {
     let mut argv: Vec<String> = wrapper.split_whitespace().map(str::to_string).collect();
-    argv.push(env!("CARGO_BIN_EXE_kafka-broker").to_string());
-    argv.extend(["--listen", "127.0.0.1:0", "--log-level", "warn"].map(str::to_string));
+    argv.push(program.to_string());
+    argv.extend(args.iter().map(|a| a.to_string()));
     let mut child = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::piped()).spawn().unwrap();
-    let pid = child.id();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let bootstrap = loop {
         let line = lines.next().unwrap().unwrap();
@@ -164,6 +259,28 @@ fn main() {
             break b.to_string();
         }
     };
+    (child, bootstrap)
+}
+
+/// A connection to the receive floor, in mode `g` or `s` (see [`serve_floor`]).
+fn floor_conn(addr: &str, mode: u8) -> Conn {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(&[mode]).unwrap();
+    Conn { s, buf: BytesMut::new(), dec: FrameDecoder::new(1 << 30) }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--receive-floor") {
+        receive_floor();
+        return;
+    }
+    let mib: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(256);
+    // BROKER_PERF_WRAPPER="valgrind --tool=callgrind" profiles the broker.
+    let wrapper = std::env::var("BROKER_PERF_WRAPPER").unwrap_or_default();
+    let broker_args = ["--listen", "127.0.0.1:0", "--log-level", "warn"];
+    let (mut child, bootstrap) = spawn_server(env!("CARGO_BIN_EXE_kafka-broker"), &broker_args, &wrapper);
+    let pid = child.id();
     let mut c =
         Conn { s: TcpStream::connect(&bootstrap).unwrap(), buf: BytesMut::new(), dec: FrameDecoder::new(1 << 30) };
     c.s.set_nodelay(true).unwrap();
@@ -236,7 +353,7 @@ fn main() {
         let req = FetchRequest {
             replica_id: -1,
             max_wait_ms: 0,
-            max_bytes: 8 << 20,
+            max_bytes: FETCH_BYTES as i32,
             session_epoch: -1,
             topics: vec![FetchTopic {
                 topic: "perf".into(),
@@ -244,7 +361,7 @@ fn main() {
                     partition: 0,
                     current_leader_epoch: -1,
                     fetch_offset: offset,
-                    partition_max_bytes: 8 << 20,
+                    partition_max_bytes: FETCH_BYTES as i32,
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -290,6 +407,53 @@ fn main() {
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();
 
+    // The receive floor, loaded the same way: growing, then (after the same warm-up) recycled,
+    // each in a process of its own (the CPU of a thread that has exited drops out of
+    // /proc/<pid>/task, so one process must not serve both).
+    let floor_phase = |mode: u8| {
+        let me = std::env::current_exe().unwrap();
+        let (mut floor, addr) = spawn_server(me.to_str().unwrap(), &["--receive-floor"], "");
+        let floor_pid = floor.id();
+        let mut c = floor_conn(&addr, mode);
+        if mode == b's' {
+            produce(&mut c, &frame_bytes, 128);
+            eprintln!("broker_perf: receive floor's recycled phase starts (pid {floor_pid})");
+        }
+        let cpu = Cpu::now(floor_pid);
+        produce(&mut c, &frame_bytes, batches);
+        let measured = cpu.since(floor_pid);
+        let _ = floor.kill();
+        let _ = floor.wait();
+        measured
+    };
+    let (floor_growing_ns, floor_growing_sys, floor_growing_faults) = floor_phase(b'g');
+    // The fetch floor: `batches` MiB sent back in 8 MiB frames.
+    let (floor_fetch_ns, floor_fetch_sys, _) = {
+        let me = std::env::current_exe().unwrap();
+        let (mut floor, addr) = spawn_server(me.to_str().unwrap(), &["--receive-floor"], "");
+        let floor_pid = floor.id();
+        let mut c = floor_conn(&addr, b'f');
+        c.s.write_all(&(batches as u64).to_be_bytes()).unwrap();
+        // One round trip first, so the held MiB are filled before the measurement starts.
+        let ask = |c: &mut Conn, i: i32| {
+            let mut request = [0u8; 8];
+            request[..4].copy_from_slice(&4u32.to_be_bytes());
+            request[4..].copy_from_slice(&i.to_be_bytes());
+            c.s.write_all(&request).unwrap();
+            assert_eq!(c.recv_frame().len(), FETCH_BYTES + 4);
+        };
+        ask(&mut c, 0);
+        let cpu = Cpu::now(floor_pid);
+        for i in 0..batches.div_ceil(FETCH_BYTES / BATCH_BYTES) {
+            ask(&mut c, i as i32);
+        }
+        let measured = cpu.since(floor_pid);
+        let _ = floor.kill();
+        let _ = floor.wait();
+        measured
+    };
+    let (floor_steady_ns, floor_steady_sys, floor_steady_faults) = floor_phase(b's');
+
     let mib_s = |bytes: u64, d: std::time::Duration| bytes as f64 / (1 << 20) as f64 / d.as_secs_f64();
     println!("broker_perf: {batches} x 1 MiB batches, {records_per_batch} records of 100 B each ({produced} records)");
     println!(
@@ -313,6 +477,31 @@ fn main() {
         fetch_sys * 100.0,
         fetch_faults as f64 / batches as f64,
         mib_s(stored, fetch_wall)
+    );
+    let per = |ns: f64| ns / produced as f64;
+    println!(
+        "  receive floor (a process that only reads the same frames): growing {:.1} ns/record ({:.0}% in the kernel, {:.0} page faults/MiB), recycled {:.1} ns/record ({:.0}% in the kernel, {:.0} page faults/MiB)",
+        per(floor_growing_ns),
+        floor_growing_sys * 100.0,
+        floor_growing_faults as f64 / batches as f64,
+        per(floor_steady_ns),
+        floor_steady_sys * 100.0,
+        floor_steady_faults as f64 / batches as f64,
+    );
+    println!(
+        "  send floor (a process that only writes {} MiB in 8 MiB frames): {:.1} ns/record ({:.0}% in the kernel)",
+        batches,
+        per(floor_fetch_ns),
+        floor_fetch_sys * 100.0,
+    );
+    println!(
+        "  broker above the floor: produce growing {:+.1} ns/record ({:.2}x), produce steady state {:+.1} ns/record ({:.2}x), fetch {:+.1} ns/record ({:.2}x)",
+        per(produce_cpu_ns) - per(floor_growing_ns),
+        produce_cpu_ns / floor_growing_ns,
+        per(steady_cpu_ns) - per(floor_steady_ns),
+        steady_cpu_ns / floor_steady_ns,
+        fetch_cpu_ns / fetched as f64 - per(floor_fetch_ns),
+        fetch_cpu_ns / fetched as f64 / per(floor_fetch_ns),
     );
     println!(
         "  memory:  RSS grew {:.1} MiB for {:.1} MiB stored: {:.3}x (target <= 1.25); RSS {:.1} MiB before",
