@@ -9,12 +9,14 @@
 //! most 50 ns per record fetched, resident memory at most 1.25x the stored batch bytes.
 //!
 //! The same run measures floors: this binary started again with `--receive-floor` is a process
-//! that only reads the same produce frames over TCP (into new memory, or into a ring of 64 MiB
-//! of recycled buffers) and answers each with a canned response, or only writes the same
-//! number of held MiB back in 8 MiB frames. Its CPU per record is what the kernel's loopback
-//! path costs on the machine, which no broker can go below; the broker's own share is the
-//! difference, printed with the ratio. On a noisy VM the ratio moves less than the absolute
-//! figures, but the floor runs after the broker, so drift between the phases still shows.
+//! that only reads the same produce frames over TCP with blocking, copying reads (into new
+//! memory, or into a ring of 64 MiB of recycled buffers) and answers each with a canned
+//! response, or only writes the same held MiB back, one 1 MiB frame per request as the broker
+//! answers these fetches. Its CPU per record is what the kernel's loopback path costs for a
+//! server that receives and sends the way this broker does (copying `read`s and `write`s; not
+//! zero-copy receive, `sendfile` or huge pages). The broker's share above it is printed with
+//! the ratio. The floor runs after the broker phases, so the machine's drift between them goes
+//! into the ratio: compare medians over several runs.
 //! Linux only (reads /proc).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -35,7 +37,8 @@ use kafka_protocol::records::{BatchOptions, ProducerState, RecordBatchBuilder, R
 use kafka_protocol::Request;
 
 const BATCH_BYTES: usize = 1 << 20;
-/// Bytes asked for per fetch (`max_bytes` and `partition_max_bytes`).
+/// Bytes asked for per fetch (`max_bytes` and `partition_max_bytes`). Each 1 MiB batch still
+/// comes back alone: the broker ends a read at a batch of 256 KiB or more.
 const FETCH_BYTES: usize = 8 << 20;
 const VALUE: [u8; 100] = [b'v'; 100];
 
@@ -185,9 +188,8 @@ fn receive_floor() {
 
 /// Reads frames from `s` until it closes and answers each with `canned`. The first byte says
 /// where the frames go: `g` into new memory that is kept (a growing log), `s` into a ring of
-/// buffers that holds 64 MiB and reuses the oldest (the broker's steady state). Reading into
-/// a `Vec`'s spare capacity does not zero it first, so the kernel's copy is the first touch,
-/// as in the broker.
+/// buffers that holds 64 MiB and reuses the oldest (the broker's steady state), or `f` for
+/// [`serve_floor_fetch`].
 fn serve_floor(mut s: TcpStream, canned: &[u8]) {
     s.set_nodelay(true).unwrap();
     let mut mode = [0u8; 1];
@@ -205,10 +207,17 @@ fn serve_floor(mut s: TcpStream, canned: &[u8]) {
         let n = u32::from_be_bytes(size) as usize;
         let full = mode[0] == b's' && held >= 64 << 20;
         let mut body = if full { std::mem::take(&mut kept[oldest]) } else { Vec::new() };
-        body.clear();
-        body.reserve_exact(n);
-        let got = (&mut s).take(n as u64).read_to_end(&mut body).unwrap();
-        assert_eq!(got, n, "short frame");
+        if body.len() == n {
+            // A recycled buffer, initialized by its first use: read straight into it.
+            s.read_exact(&mut body).unwrap();
+        } else {
+            // New memory, not zeroed first (std reads into the spare capacity), so the
+            // kernel's copy is the first touch, as in the broker.
+            body.clear();
+            body.reserve_exact(n);
+            let got = (&mut s).take(n as u64).read_to_end(&mut body).unwrap();
+            assert_eq!(got, n, "short frame");
+        }
         if full {
             kept[oldest] = body;
             oldest = (oldest + 1) % kept.len();
@@ -220,14 +229,14 @@ fn serve_floor(mut s: TcpStream, canned: &[u8]) {
     }
 }
 
-/// The fetch side of the receive floor: holds as many MiB as the client names (8 bytes, then
-/// filled, so nothing faults later) and answers each 8-byte request frame with the next
-/// 8 MiB of them in one frame, as a broker answers a fetch from its log.
+/// The fetch side of the floor: holds as many MiB as the client names (8 bytes; filled with a
+/// non-zero byte, so nothing faults later and no page is the shared zero page) and answers each
+/// 8-byte request frame with the next of them in a frame of its own, as the broker answers
+/// these fetches (one 1 MiB batch per response, sent from where it is stored).
 fn serve_floor_fetch(mut s: TcpStream) {
     let mut count = [0u8; 8];
     s.read_exact(&mut count).unwrap();
     let held: Vec<Vec<u8>> = (0..u64::from_be_bytes(count)).map(|i| vec![i as u8 | 0x80; BATCH_BYTES]).collect();
-    let per_response = FETCH_BYTES / BATCH_BYTES;
     let mut next = 0;
     loop {
         let mut request = [0u8; 8];
@@ -235,19 +244,17 @@ fn serve_floor_fetch(mut s: TcpStream) {
             return;
         }
         let mut header = [0u8; 8];
-        header[..4].copy_from_slice(&((FETCH_BYTES + 4) as u32).to_be_bytes());
+        header[..4].copy_from_slice(&((BATCH_BYTES + 4) as u32).to_be_bytes());
         header[4..].copy_from_slice(&request[4..]);
         s.write_all(&header).unwrap();
-        for _ in 0..per_response {
-            s.write_all(&held[next]).unwrap();
-            next = (next + 1) % held.len();
-        }
+        s.write_all(&held[next]).unwrap();
+        next = (next + 1) % held.len();
     }
 }
 
 /// Starts a process with `args` (the broker, or this binary as the receive floor) and returns
 /// it with the address it prints.
-fn spawn_server(program: &str, args: &[&str], wrapper: &str) -> (std::process::Child, String) {
+fn spawn_server(program: &str, args: &[&str], wrapper: &str) -> (Server, String) {
     let mut argv: Vec<String> = wrapper.split_whitespace().map(str::to_string).collect();
     argv.push(program.to_string());
     argv.extend(args.iter().map(|a| a.to_string()));
@@ -259,7 +266,29 @@ fn spawn_server(program: &str, args: &[&str], wrapper: &str) -> (std::process::C
             break b.to_string();
         }
     };
-    (child, bootstrap)
+    // Keep reading what else it prints, so that its stdout never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (Server(child), bootstrap)
+}
+
+/// A server process that is killed when dropped, so a failing bench leaves none behind.
+struct Server(std::process::Child);
+
+impl Server {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+    /// Waits for the process to exit (after it was told to).
+    fn wait(&mut self) {
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A connection to the receive floor, in mode `g` or `s` (see [`serve_floor`]).
@@ -276,6 +305,7 @@ fn main() {
         return;
     }
     let mib: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(256);
+    assert!(mib > 0, "MIB must be at least 1");
     // BROKER_PERF_WRAPPER="valgrind --tool=callgrind" profiles the broker.
     let wrapper = std::env::var("BROKER_PERF_WRAPPER").unwrap_or_default();
     let broker_args = ["--listen", "127.0.0.1:0", "--log-level", "warn"];
@@ -405,14 +435,14 @@ fn main() {
 
     // SIGTERM, so the broker (and a profiler around it) exits cleanly.
     let _ = Command::new("kill").arg(pid.to_string()).status();
-    let _ = child.wait();
+    child.wait();
 
     // The receive floor, loaded the same way: growing, then (after the same warm-up) recycled,
     // each in a process of its own (the CPU of a thread that has exited drops out of
     // /proc/<pid>/task, so one process must not serve both).
     let floor_phase = |mode: u8| {
         let me = std::env::current_exe().unwrap();
-        let (mut floor, addr) = spawn_server(me.to_str().unwrap(), &["--receive-floor"], "");
+        let (floor, addr) = spawn_server(me.to_str().unwrap(), &["--receive-floor"], "");
         let floor_pid = floor.id();
         let mut c = floor_conn(&addr, mode);
         if mode == b's' {
@@ -422,15 +452,14 @@ fn main() {
         let cpu = Cpu::now(floor_pid);
         produce(&mut c, &frame_bytes, batches);
         let measured = cpu.since(floor_pid);
-        let _ = floor.kill();
-        let _ = floor.wait();
+        drop(floor);
         measured
     };
     let (floor_growing_ns, floor_growing_sys, floor_growing_faults) = floor_phase(b'g');
-    // The fetch floor: `batches` MiB sent back in 8 MiB frames.
+    // The fetch floor: `batches` MiB sent back, one 1 MiB frame per request.
     let (floor_fetch_ns, floor_fetch_sys, _) = {
         let me = std::env::current_exe().unwrap();
-        let (mut floor, addr) = spawn_server(me.to_str().unwrap(), &["--receive-floor"], "");
+        let (floor, addr) = spawn_server(me.to_str().unwrap(), &["--receive-floor"], "");
         let floor_pid = floor.id();
         let mut c = floor_conn(&addr, b'f');
         c.s.write_all(&(batches as u64).to_be_bytes()).unwrap();
@@ -440,16 +469,15 @@ fn main() {
             request[..4].copy_from_slice(&4u32.to_be_bytes());
             request[4..].copy_from_slice(&i.to_be_bytes());
             c.s.write_all(&request).unwrap();
-            assert_eq!(c.recv_frame().len(), FETCH_BYTES + 4);
+            assert_eq!(c.recv_frame().len(), BATCH_BYTES + 4);
         };
         ask(&mut c, 0);
         let cpu = Cpu::now(floor_pid);
-        for i in 0..batches.div_ceil(FETCH_BYTES / BATCH_BYTES) {
+        for i in 0..batches {
             ask(&mut c, i as i32);
         }
         let measured = cpu.since(floor_pid);
-        let _ = floor.kill();
-        let _ = floor.wait();
+        drop(floor);
         measured
     };
     let (floor_steady_ns, floor_steady_sys, floor_steady_faults) = floor_phase(b's');
@@ -489,7 +517,7 @@ fn main() {
         floor_steady_faults as f64 / batches as f64,
     );
     println!(
-        "  send floor (a process that only writes {} MiB in 8 MiB frames): {:.1} ns/record ({:.0}% in the kernel)",
+        "  send floor (a process that only writes {} MiB back, 1 MiB per request): {:.1} ns/record ({:.0}% in the kernel)",
         batches,
         per(floor_fetch_ns),
         floor_fetch_sys * 100.0,

@@ -57,11 +57,12 @@ fn batch(data: &Bytes) -> RecordBatch {
     }
 }
 
-/// As in `benches/records.rs`: folds offset and timestamp in without changing the result, so
-/// that their computation is counted.
+/// As in `benches/records.rs`: hands offset and timestamp to `black_box`, so that their
+/// computation is counted.
 #[inline(always)]
 fn touch(offset: i64, timestamp: i64) -> usize {
-    ((offset ^ (timestamp - BASE_TS)) & 1) as usize
+    black_box((offset, timestamp));
+    0
 }
 
 fn decode(data: &Bytes, crc: bool) -> usize {
@@ -73,7 +74,7 @@ fn decode(data: &Bytes, crc: bool) -> usize {
     for record in batch.records(DEFAULT_DECOMPRESS_LIMIT).unwrap().iter() {
         let record = record.unwrap();
         touched += record.key().map_or(0, <[u8]>::len) + record.value().map_or(0, <[u8]>::len);
-        touched ^= touch(record.offset(), record.timestamp());
+        touched += touch(record.offset(), record.timestamp());
     }
     touched
 }
@@ -87,7 +88,7 @@ fn decode_for_each(data: &Bytes) -> usize {
         .unwrap()
         .try_for_each(|record| -> Result<(), ProtocolError> {
             touched += record.key().map_or(0, <[u8]>::len) + record.value().map_or(0, <[u8]>::len);
-            touched ^= touch(record.offset(), record.timestamp());
+            touched += touch(record.offset(), record.timestamp());
             Ok(())
         })
         .unwrap();
