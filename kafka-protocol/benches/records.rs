@@ -21,7 +21,7 @@ use kafka_protocol::ProtocolError;
 
 #[path = "support/workload.rs"]
 mod workload;
-use workload::{values, BASE_TS, RECORDS, VALUE_SIZE};
+use workload::{touch, values, BASE_TS, RECORDS, VALUE_SIZE};
 
 /// Buffer size for one batch: 100-byte values take 111 bytes in a batch of 1000.
 const CAPACITY: usize = RECORD_BATCH_OVERHEAD + RECORDS * (VALUE_SIZE + 12);
@@ -42,14 +42,6 @@ fn fill(mut builder: RecordBatchBuilder, values: &[Vec<u8>]) -> Bytes {
         builder.append(BASE_TS + i as i64, None, Some(v), &[]).unwrap();
     }
     builder.seal(ProducerState { producer_id: 1, producer_epoch: 0, base_sequence: 0 }).unwrap()
-}
-
-/// Hands a record's offset and timestamp to `black_box`, so the compiler cannot drop their
-/// computation, as it did when only key and value were read: a consumer reads all four.
-#[inline(always)]
-fn touch(offset: i64, timestamp: i64) -> usize {
-    black_box((offset, timestamp));
-    0
 }
 
 /// Reads every batch of `data`, verifies its CRC and touches every record's offset,

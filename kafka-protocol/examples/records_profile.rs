@@ -30,7 +30,7 @@ use kafka_protocol::ProtocolError;
 
 #[path = "../benches/support/workload.rs"]
 mod workload;
-use workload::{values, BASE_TS, RECORDS, VALUE_SIZE};
+use workload::{touch, values, BASE_TS, RECORDS, VALUE_SIZE};
 
 const CAPACITY: usize = RECORD_BATCH_OVERHEAD + RECORDS * (VALUE_SIZE + 12);
 
@@ -55,14 +55,6 @@ fn batch(data: &Bytes) -> RecordBatch {
         Some(Ok(RecordSetEntry::Batch(b))) => b,
         _ => unreachable!(),
     }
-}
-
-/// As in `benches/records.rs`: hands offset and timestamp to `black_box`, so that their
-/// computation is counted.
-#[inline(always)]
-fn touch(offset: i64, timestamp: i64) -> usize {
-    black_box((offset, timestamp));
-    0
 }
 
 fn decode(data: &Bytes, crc: bool) -> usize {
