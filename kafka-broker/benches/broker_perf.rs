@@ -437,49 +437,44 @@ fn main() {
     let _ = Command::new("kill").arg(pid.to_string()).status();
     child.wait();
 
-    // The receive floor, loaded the same way: growing, then (after the same warm-up) recycled,
-    // each in a process of its own (the CPU of a thread that has exited drops out of
-    // /proc/<pid>/task, so one process must not serve both).
+    // The floors, loaded the same way: produce into a growing log, produce after the same
+    // warm-up into recycled buffers, and fetch (`batches` MiB sent back, one 1 MiB frame per
+    // request). Each runs in a process of its own: the CPU of a thread that has exited drops
+    // out of /proc/<pid>/task, so one process must not serve two phases.
+    let ask = |c: &mut Conn, i: i32| {
+        let mut request = [0u8; 8];
+        request[..4].copy_from_slice(&4u32.to_be_bytes());
+        request[4..].copy_from_slice(&i.to_be_bytes());
+        c.s.write_all(&request).unwrap();
+        assert_eq!(c.recv_frame().len(), BATCH_BYTES + 4);
+    };
     let floor_phase = |mode: u8| {
         let me = std::env::current_exe().unwrap();
         let (floor, addr) = spawn_server(me.to_str().unwrap(), &["--receive-floor"], "");
         let floor_pid = floor.id();
         let mut c = floor_conn(&addr, mode);
-        if mode == b's' {
-            produce(&mut c, &frame_bytes, 128);
-            eprintln!("broker_perf: receive floor's recycled phase starts (pid {floor_pid})");
+        match mode {
+            b's' => {
+                produce(&mut c, &frame_bytes, 128);
+                eprintln!("broker_perf: receive floor's recycled phase starts (pid {floor_pid})");
+            }
+            b'f' => {
+                c.s.write_all(&(batches as u64).to_be_bytes()).unwrap();
+                // One round trip first, so the held MiB are filled before the measurement.
+                ask(&mut c, 0);
+            }
+            _ => {}
         }
         let cpu = Cpu::now(floor_pid);
-        produce(&mut c, &frame_bytes, batches);
-        let measured = cpu.since(floor_pid);
-        drop(floor);
-        measured
+        if mode == b'f' {
+            (0..batches).for_each(|i| ask(&mut c, i as i32));
+        } else {
+            produce(&mut c, &frame_bytes, batches);
+        }
+        cpu.since(floor_pid)
     };
     let (floor_growing_ns, floor_growing_sys, floor_growing_faults) = floor_phase(b'g');
-    // The fetch floor: `batches` MiB sent back, one 1 MiB frame per request.
-    let (floor_fetch_ns, floor_fetch_sys, _) = {
-        let me = std::env::current_exe().unwrap();
-        let (floor, addr) = spawn_server(me.to_str().unwrap(), &["--receive-floor"], "");
-        let floor_pid = floor.id();
-        let mut c = floor_conn(&addr, b'f');
-        c.s.write_all(&(batches as u64).to_be_bytes()).unwrap();
-        // One round trip first, so the held MiB are filled before the measurement starts.
-        let ask = |c: &mut Conn, i: i32| {
-            let mut request = [0u8; 8];
-            request[..4].copy_from_slice(&4u32.to_be_bytes());
-            request[4..].copy_from_slice(&i.to_be_bytes());
-            c.s.write_all(&request).unwrap();
-            assert_eq!(c.recv_frame().len(), BATCH_BYTES + 4);
-        };
-        ask(&mut c, 0);
-        let cpu = Cpu::now(floor_pid);
-        for i in 0..batches {
-            ask(&mut c, i as i32);
-        }
-        let measured = cpu.since(floor_pid);
-        drop(floor);
-        measured
-    };
+    let (floor_fetch_ns, floor_fetch_sys, _) = floor_phase(b'f');
     let (floor_steady_ns, floor_steady_sys, floor_steady_faults) = floor_phase(b's');
 
     let mib_s = |bytes: u64, d: std::time::Duration| bytes as f64 / (1 << 20) as f64 / d.as_secs_f64();
