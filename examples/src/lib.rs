@@ -1,6 +1,7 @@
 //! Shared code of the examples and command-line tools.
 
 pub mod cli;
+pub mod compat;
 pub mod perf;
 pub mod progress;
 
