@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kafka_examples::cli::{self, switch, value, Flag, ParseError};
-use kafka_examples::compat::{run_check, Outcome, Settings, CHECKS};
+use kafka_examples::compat::{api_table, run_check, Outcome, Settings, CHECKS};
 
 const TOOL: &str = "kafka-compat-check";
 
@@ -34,6 +34,8 @@ OPTIONS:
     --command-config FILE          client properties (Java names), e.g. security settings
     --command-property K=V         one client property (repeatable)
     --list                         print the checks' names and exit
+    --api-versions                 print every API's version range on the broker and the
+                                   version this SDK would use, and exit
     -h, --help                     this text
 
 Exit codes: 0 no check failed (some may be skipped), 1 a check failed, 2 bad usage.
@@ -49,6 +51,7 @@ const FLAGS: &[Flag] = &[
     value("--command-config"),
     value("--command-property"),
     switch("--list"),
+    switch("--api-versions"),
 ];
 
 /// The checks chosen by `--only` and `--skip`, or the unknown name given.
@@ -116,6 +119,9 @@ fn main() -> ExitCode {
         Err(ParseError::Usage(m)) => return cli::usage_error(TOOL, &m, USAGE),
         Err(ParseError::Help) => return ExitCode::SUCCESS,
     };
+    // The client's own log (RUST_LOG, default: errors only) on stderr, for a check that fails.
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned());
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_env_filter(filter).try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => return cli::fail(TOOL, e),
@@ -130,6 +136,17 @@ fn main() -> ExitCode {
         match cli::probe(&config, Duration::from_secs(10)).await {
             Ok(client) => client.close(),
             Err(e) => return cli::fail(TOOL, e),
+        }
+        if args.has("--api-versions") {
+            return match api_table(&settings).await {
+                Ok(lines) => {
+                    for line in lines {
+                        println!("{line}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => cli::fail(TOOL, e),
+            };
         }
         let width = checks.iter().map(|c| c.len()).max().unwrap_or(0);
         let mut failed = 0;
