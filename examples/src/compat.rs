@@ -46,9 +46,11 @@ pub const CHECKS: &[&str] = &[
 pub struct Settings {
     /// The cluster (`host:port`, comma-separated).
     pub bootstrap: String,
-    /// Client properties (Java names) given to every client: security settings and the like.
+    /// Client properties (Java names) given to every client: connection and security
+    /// settings. Group, producer and consumer settings here would change what the checks do.
     pub properties: Vec<(String, String)>,
-    /// Records each produce check sends.
+    /// Records each produce and group check sends (at least 8: a group check sends half of
+    /// them over four partitions, twice).
     pub records: usize,
     /// Replication factor of the topics the checks create; `None` for the broker's default.
     pub replication_factor: Option<i16>,
@@ -181,11 +183,27 @@ pub async fn run_check(name: &str, settings: &Settings) -> Outcome {
             other => fail(format!("no check named {other}")),
         }
     };
-    match tokio::time::timeout(settings.check_timeout, check).await {
+    // Each check limits its own steps to `check_timeout` and then cleans up; this outer
+    // limit only bounds a cleanup that hangs.
+    let limit = settings.check_timeout + settings.check_timeout.min(MAX_CLEANUP_TIME);
+    match tokio::time::timeout(limit, check).await {
         Ok(Ok(detail)) => Outcome::Pass(detail),
         Ok(Err(Stop::Skip(why))) => Outcome::Skip(why),
         Ok(Err(Stop::Fail(why))) => Outcome::Fail(why),
-        Err(_) => Outcome::Fail(format!("did not finish within {} s", settings.check_timeout.as_secs())),
+        Err(_) => Outcome::Fail(format!("did not finish, cleanup included, within {} ms", limit.as_millis())),
+    }
+}
+
+/// The most a check may spend cleaning up after its steps (and never more than the steps
+/// had).
+const MAX_CLEANUP_TIME: Duration = Duration::from_secs(60);
+
+/// Runs a check's steps within the settings' time limit, so that the check can clean up
+/// after steps that ran out of time.
+async fn within<T>(s: &Settings, steps: impl Future<Output = Step<T>>) -> Step<T> {
+    match tokio::time::timeout(s.check_timeout, steps).await {
+        Ok(result) => result,
+        Err(_) => fail(format!("did not finish within {} ms", s.check_timeout.as_millis())),
     }
 }
 
@@ -391,8 +409,9 @@ async fn api_versions(s: &Settings) -> Step<String> {
     Ok(format!("{supported} APIs; {}", picked.join(", ")))
 }
 
-/// Metadata and DescribeCluster agree on the brokers and the controller.
+/// Metadata and DescribeCluster list the same brokers.
 async fn cluster(s: &Settings) -> Step<String> {
+    require(s, &[ApiKey::DescribeCluster]).await?;
     let client = Client::new(client_config(s)?, false)?;
     let metadata = client.refresh_metadata().await;
     client.close();
@@ -416,9 +435,10 @@ async fn cluster(s: &Settings) -> Step<String> {
 
 /// Create (and a second create refused with TOPIC_ALREADY_EXISTS), list, describe, delete.
 async fn topics(s: &Settings) -> Step<String> {
+    require(s, &[ApiKey::CreateTopics, ApiKey::DeleteTopics]).await?;
     let admin = admin(s)?;
     let name = topic_name(s, "topics");
-    let result = topics_steps(s, &admin, &name).await;
+    let result = within(s, topics_steps(s, &admin, &name)).await;
     if result.is_err() {
         cleanup(&admin, &[&name]).await;
     }
@@ -458,7 +478,7 @@ async fn create_partitions(s: &Settings) -> Step<String> {
     require(s, &[ApiKey::CreatePartitions]).await?;
     let admin = admin(s)?;
     let name = topic_name(s, "create-partitions");
-    let result = create_partitions_steps(s, &admin, &name).await;
+    let result = within(s, create_partitions_steps(s, &admin, &name)).await;
     cleanup(&admin, &[&name]).await;
     admin.close();
     result
@@ -486,12 +506,12 @@ async fn create_partitions_steps(s: &Settings, admin: &AdminClient, name: &str) 
     Ok("grown from 3 to 5 partitions (leaders in the metadata); records sent to the new ones are read back".to_owned())
 }
 
-/// A topic config set at creation, changed and removed incrementally; a broker's configs.
+/// A topic config set at creation, changed and removed incrementally.
 async fn configs(s: &Settings) -> Step<String> {
     require(s, &[ApiKey::DescribeConfigs, ApiKey::IncrementalAlterConfigs]).await?;
     let admin = admin(s)?;
     let name = topic_name(s, "configs");
-    let result = configs_steps(s, &admin, &name).await;
+    let result = within(s, configs_steps(s, &admin, &name)).await;
     cleanup(&admin, &[&name]).await;
     admin.close();
     result
@@ -509,12 +529,35 @@ async fn retention(admin: &AdminClient, name: &str) -> Step<Option<(Option<Strin
     }
 }
 
+/// Reads `retention.ms` until `wanted` holds of it (for up to 10 s: on KRaft each broker
+/// applies a config change after the controller commits it, within a second or so, and
+/// DescribeConfigs answers from the broker's own copy), and returns the last reading.
+async fn retention_until(
+    admin: &AdminClient,
+    name: &str,
+    wanted: impl Fn(&Option<(Option<String>, ConfigSource)>) -> bool,
+) -> Step<Option<(Option<String>, ConfigSource)>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = retention(admin, name).await?;
+        if wanted(&seen) || Instant::now() >= deadline {
+            return Ok(seen);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn configs_steps(s: &Settings, admin: &AdminClient, name: &str) -> Step<String> {
     create_topic_with(s, admin, name, 1, &[("retention.ms", "3600000")]).await?;
     let mut findings = Findings::default();
-    let topic_own = |value: &str| Some((Some(value.to_owned()), ConfigSource::DynamicTopic));
-    let first = retention(admin, name).await?;
-    findings.check(first == topic_own("3600000"), || {
+    let topic_own = |value: &'static str| {
+        move |seen: &Option<(Option<String>, ConfigSource)>| {
+            seen.as_ref()
+                .is_some_and(|(v, source)| v.as_deref() == Some(value) && *source == ConfigSource::DynamicTopic)
+        }
+    };
+    let first = retention_until(admin, name, topic_own("3600000")).await?;
+    findings.check(topic_own("3600000")(&first), || {
         format!("retention.ms after creation: {first:?}, expected 3600000 from the topic (DynamicTopic)")
     });
     let resource = ConfigResource::topic(name);
@@ -522,21 +565,32 @@ async fn configs_steps(s: &Settings, admin: &AdminClient, name: &str) -> Step<St
     if let Some(Err(e)) = admin.incremental_alter_configs(changes, false).await?.get(&resource) {
         return fail(format!("setting retention.ms: {e}"));
     }
-    let set = retention(admin, name).await?;
-    findings.check(set == topic_own("7200000"), || {
+    let set = retention_until(admin, name, topic_own("7200000")).await?;
+    findings.check(topic_own("7200000")(&set), || {
         format!("retention.ms after IncrementalAlterConfigs SET 7200000: {set:?}, expected 7200000 from the topic")
     });
     let changes = BTreeMap::from([(resource.clone(), vec![AlterConfigOp::delete("retention.ms")])]);
     if let Some(Err(e)) = admin.incremental_alter_configs(changes, false).await?.get(&resource) {
         return fail(format!("removing retention.ms: {e}"));
     }
-    let removed = retention(admin, name).await?;
-    findings.check(
-        removed.as_ref().is_some_and(|(value, source)| {
-            *source != ConfigSource::DynamicTopic && value.as_deref() != Some("7200000")
-        }),
-        || format!("retention.ms after IncrementalAlterConfigs DELETE: {removed:?}, expected the default"),
-    );
+    // The default: a value, from the broker's settings or Kafka's own default.
+    let default = |seen: &Option<(Option<String>, ConfigSource)>| {
+        seen.as_ref().is_some_and(|(value, source)| {
+            value.is_some()
+                && value.as_deref() != Some("7200000")
+                && matches!(
+                    source,
+                    ConfigSource::Default
+                        | ConfigSource::StaticBroker
+                        | ConfigSource::DynamicBroker
+                        | ConfigSource::DynamicDefaultBroker
+                )
+        })
+    };
+    let removed = retention_until(admin, name, default).await?;
+    findings.check(default(&removed), || {
+        format!("retention.ms after IncrementalAlterConfigs DELETE: {removed:?}, expected a default value")
+    });
     let (value, source) = removed.unwrap_or((None, ConfigSource::Unknown));
     findings.finish(format!(
         "retention.ms 3600000 at creation, 7200000 after IncrementalAlterConfigs SET, {} ({source:?}) after DELETE",
@@ -558,7 +612,7 @@ fn payload(i: usize) -> Option<Vec<u8>> {
 async fn produce_consume(s: &Settings, codec: Compression) -> Step<String> {
     let admin = admin(s)?;
     let name = topic_name(s, &format!("produce-{codec}"));
-    let result = produce_consume_steps(s, &admin, &name, codec).await;
+    let result = within(s, produce_consume_steps(s, &admin, &name, codec)).await;
     cleanup(&admin, &[&name]).await;
     admin.close();
     result
@@ -572,7 +626,8 @@ struct Sent {
 }
 
 async fn produce_consume_steps(s: &Settings, admin: &AdminClient, name: &str, codec: Compression) -> Step<String> {
-    create_topic(s, admin, name, 3).await?;
+    // CreateTime explicitly: a cluster may default to LogAppendTime.
+    create_topic_with(s, admin, name, 3, &[("message.timestamp.type", "CreateTime")]).await?;
     let producer = Producer::new(producer_config(s)?.enable_idempotence(true).compression(codec))?;
     let base = now_ms() - 60_000;
     let mut pending = Vec::new();
@@ -646,10 +701,19 @@ async fn produce_consume_steps(s: &Settings, admin: &AdminClient, name: &str, co
     }
     let distinct: BTreeSet<(i32, i64)> = read.iter().map(|r| (r.partition(), r.offset())).collect();
     ensure(distinct.len() == read.len(), || "a record was read twice".to_owned())?;
+    // Each partition's records arrive in offset order.
+    let mut last_read: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in &read {
+        let last = last_read.entry(r.partition()).or_insert(-1);
+        ensure(r.offset() > *last, || {
+            format!("partition {}: offset {} was read after offset {last}", r.partition(), r.offset())
+        })?;
+        *last = r.offset();
+    }
     let per_partition: Vec<String> = (0..3).map(|p| last_offset.get(&p).map_or(0, |o| o + 1).to_string()).collect();
     Ok(format!(
         "{} records (idempotent, {codec}, keys, headers, null and empty values) to partitions of {} records; \
-         every one read back once with equal key, value, headers and timestamp",
+         every one read back once, in offset order, with equal key, value, headers and timestamp",
         sent.len(),
         per_partition.join("/")
     ))
@@ -659,7 +723,7 @@ async fn produce_consume_steps(s: &Settings, admin: &AdminClient, name: &str, co
 async fn list_offsets(s: &Settings) -> Step<String> {
     let admin = admin(s)?;
     let name = topic_name(s, "list-offsets");
-    let result = list_offsets_steps(s, &admin, &name).await;
+    let result = within(s, list_offsets_steps(s, &admin, &name)).await;
     cleanup(&admin, &[&name]).await;
     admin.close();
     result
@@ -683,7 +747,7 @@ async fn send_timed(s: &Settings, topic: &str, count: i64, base: i64) -> Step<()
 }
 
 async fn list_offsets_steps(s: &Settings, admin: &AdminClient, name: &str) -> Step<String> {
-    create_topic(s, admin, name, 1).await?;
+    create_topic_with(s, admin, name, 1, &[("message.timestamp.type", "CreateTime")]).await?;
     let base = now_ms() - 600_000;
     send_timed(s, name, 10, base).await?;
     let tp = TopicPartition::new(name, 0);
@@ -731,7 +795,7 @@ async fn list_offsets_steps(s: &Settings, admin: &AdminClient, name: &str) -> St
     if !max_timestamp {
         seen.push("max timestamp not tried (ListOffsets below v7)".to_owned());
     }
-    findings.finish(format!("10 records, one batch: {}; the consumer agrees", seen.join(", ")))
+    findings.finish(format!("10 records a second apart: {}; the consumer agrees", seen.join(", ")))
 }
 
 /// DeleteRecords moves the log start: the earliest offset and a consumer from the beginning
@@ -740,7 +804,7 @@ async fn delete_records(s: &Settings) -> Step<String> {
     require(s, &[ApiKey::DeleteRecords]).await?;
     let admin = admin(s)?;
     let name = topic_name(s, "delete-records");
-    let result = delete_records_steps(s, &admin, &name).await;
+    let result = within(s, delete_records_steps(s, &admin, &name)).await;
     cleanup(&admin, &[&name]).await;
     admin.close();
     result
@@ -800,9 +864,36 @@ impl RebalanceListener for CommitOnRevoke {
 struct Member {
     consumer: Consumer,
     seen: Vec<(i32, i64)>,
-    /// Commits after a poll that the coordinator refused (a rebalance had begun); the
-    /// revocation's commit covers those records.
+    /// Commits after a poll that the coordinator refused because a rebalance had begun (or
+    /// that failed retriably). The records stay covered: a partition that moves is committed
+    /// in the revocation listener, one that stays by the member's next commit.
     refused_commits: usize,
+}
+
+/// The commit errors of a group in the middle of a rebalance.
+fn rebalance_error(e: &kafka_client::Error) -> bool {
+    e.is_retriable()
+        || matches!(
+            e.code(),
+            Some(
+                ErrorCode::RebalanceInProgress
+                    | ErrorCode::IllegalGeneration
+                    | ErrorCode::UnknownMemberId
+                    | ErrorCode::FencedMemberEpoch
+                    | ErrorCode::StaleMemberEpoch
+            )
+        )
+}
+
+/// A KIP-848 heartbeat the broker answers UNSUPPORTED_VERSION: the API is advertised but the
+/// protocol is disabled (`group.coordinator.rebalance.protocols`, or `group.version` 0).
+fn consumer_protocol_disabled(e: kafka_client::Error) -> Stop {
+    match e {
+        kafka_client::Error::UnsupportedVersion { api: ApiKey::ConsumerGroupHeartbeat, .. } => {
+            Stop::Skip("the broker has the consumer group protocol (KIP-848) disabled".to_owned())
+        }
+        e => Stop::from(e),
+    }
 }
 
 impl Member {
@@ -811,11 +902,13 @@ impl Member {
     }
 
     async fn poll(&mut self) -> Step<()> {
-        let records = self.consumer.poll(Duration::from_millis(100)).await?;
+        let records = self.consumer.poll(Duration::from_millis(100)).await.map_err(consumer_protocol_disabled)?;
         if !records.is_empty() {
             self.seen.extend(records.iter().map(|r| (r.partition(), r.offset())));
-            if self.consumer.commit().await.is_err() {
-                self.refused_commits += 1;
+            match self.consumer.commit().await {
+                Ok(()) => {}
+                Err(e) if rebalance_error(&e) => self.refused_commits += 1,
+                Err(e) => return fail(format!("committing: {e}")),
             }
         }
         Ok(())
@@ -839,31 +932,61 @@ async fn group(s: &Settings, kind: GroupKind) -> Step<String> {
     let (label, needed): (&str, &[ApiKey]) = match kind {
         GroupKind::Classic(assignor) => (
             assignor,
-            &[ApiKey::FindCoordinator, ApiKey::JoinGroup, ApiKey::SyncGroup, ApiKey::Heartbeat, ApiKey::OffsetCommit],
+            &[
+                ApiKey::FindCoordinator,
+                ApiKey::JoinGroup,
+                ApiKey::SyncGroup,
+                ApiKey::Heartbeat,
+                ApiKey::LeaveGroup,
+                ApiKey::OffsetCommit,
+                ApiKey::OffsetFetch,
+                ApiKey::DescribeGroups,
+                ApiKey::DeleteGroups,
+            ],
         ),
-        GroupKind::Consumer => ("consumer-protocol", &[ApiKey::ConsumerGroupHeartbeat, ApiKey::OffsetCommit]),
+        GroupKind::Consumer => (
+            "consumer-protocol",
+            &[
+                ApiKey::FindCoordinator,
+                ApiKey::ConsumerGroupHeartbeat,
+                ApiKey::ConsumerGroupDescribe,
+                ApiKey::OffsetCommit,
+                ApiKey::OffsetFetch,
+                ApiKey::DeleteGroups,
+            ],
+        ),
     };
     require(s, needed).await?;
     let admin = admin(s)?;
     let name = topic_name(s, &format!("group-{label}"));
     let group_id = format!("{}-group-{label}", s.prefix);
-    let result = group_steps(s, &admin, &name, &group_id, kind).await;
-    let _ = admin.delete_consumer_groups([&group_id]).await;
-    cleanup(&admin, &[&name]).await;
-    admin.close();
-    result
-}
-
-async fn group_steps(s: &Settings, admin: &AdminClient, name: &str, group_id: &str, kind: GroupKind) -> Step<String> {
-    const PARTITIONS: i32 = 4;
-    create_topic(s, admin, name, PARTITIONS).await?;
-    let mut config = consumer_config(s)?.set("group.id", group_id)?.set("enable.auto.commit", "false")?;
+    let mut config = consumer_config(s)?.set("group.id", &group_id)?.set("enable.auto.commit", "false")?;
     config = match kind {
         GroupKind::Classic(assignor) => config.set("partition.assignment.strategy", assignor)?,
         GroupKind::Consumer => config.set("group.protocol", "consumer")?,
     };
     let mut a = Member::new(config.clone().set("client.id", "compat-a")?)?;
     let mut b = Member::new(config.set("client.id", "compat-b")?)?;
+    let result = within(s, group_steps(s, &admin, &name, &group_id, &mut a, &mut b)).await;
+    // Both members leave (again, if they did) so that the group is empty and can be deleted.
+    let _ = a.consumer.close().await;
+    let _ = b.consumer.close().await;
+    let _ = admin.delete_consumer_groups([&group_id]).await;
+    cleanup(&admin, &[&name]).await;
+    admin.close();
+    result
+}
+
+async fn group_steps(
+    s: &Settings,
+    admin: &AdminClient,
+    name: &str,
+    group_id: &str,
+    a: &mut Member,
+    b: &mut Member,
+) -> Step<String> {
+    const PARTITIONS: i32 = 4;
+    create_topic(s, admin, name, PARTITIONS).await?;
     a.consumer.subscribe([name])?;
     b.consumer.subscribe([name])?;
     let all: BTreeSet<i32> = (0..PARTITIONS).collect();
@@ -875,7 +998,7 @@ async fn group_steps(s: &Settings, admin: &AdminClient, name: &str, group_id: &s
             && pa.union(&pb).copied().collect::<BTreeSet<_>>() == all
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !split(&a, &b) {
+    while !split(a, b) {
         ensure(Instant::now() < deadline, || {
             format!("the two members never split the partitions: {:?} and {:?}", a.partitions(), b.partitions())
         })?;
@@ -921,8 +1044,8 @@ async fn group_steps(s: &Settings, admin: &AdminClient, name: &str, group_id: &s
     send_spread(s, name, PARTITIONS, half).await?;
     let total = |a: &Member, b: &Member| (a.seen.len() + b.seen.len()) as i64;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while total(&a, &b) < half {
-        ensure(Instant::now() < deadline, || format!("read {} of {half} records", total(&a, &b)))?;
+    while total(a, b) < half {
+        ensure(Instant::now() < deadline, || format!("read {} of {half} records", total(a, b)))?;
         a.poll().await?;
         b.poll().await?;
     }
@@ -936,8 +1059,8 @@ async fn group_steps(s: &Settings, admin: &AdminClient, name: &str, group_id: &s
     }
     send_spread(s, name, PARTITIONS, half).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while total(&a, &b) < 2 * half {
-        ensure(Instant::now() < deadline, || format!("read {} of {} records", total(&a, &b), 2 * half))?;
+    while total(a, b) < 2 * half {
+        ensure(Instant::now() < deadline, || format!("read {} of {} records", total(a, b), 2 * half))?;
         a.poll().await?;
     }
     a.leave().await?;
@@ -1004,7 +1127,7 @@ async fn transactions(s: &Settings) -> Step<String> {
     require(s, &[ApiKey::InitProducerId, ApiKey::AddPartitionsToTxn, ApiKey::EndTxn]).await?;
     let admin = admin(s)?;
     let name = topic_name(s, "transactions");
-    let result = transactions_steps(s, &admin, &name).await;
+    let result = within(s, transactions_steps(s, &admin, &name)).await;
     cleanup(&admin, &[&name]).await;
     admin.close();
     result
@@ -1048,7 +1171,23 @@ async fn transactions_steps(s: &Settings, admin: &AdminClient, name: &str) -> St
     };
     committed.sort();
     everything.sort();
+    // EndTxn is answered once the commit is in the transaction log; the markers reach the
+    // partitions after that. Wait until the last stable offset is the end of each partition.
+    let tps: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new(name, p)).collect();
+    let latest = |read_committed: bool| {
+        let wanted = tps.iter().map(|tp| (tp.clone(), OffsetSpec::Latest)).collect();
+        async move {
+            let listed = admin.list_offsets(wanted, read_committed).await.ok()?;
+            listed.into_iter().map(|(tp, r)| r.ok().map(|o| (tp, o.offset))).collect::<Option<BTreeMap<_, _>>>()
+        }
+    };
+    let stable = wait_until(Duration::from_secs(30), || async {
+        let (lso, end) = (latest(true).await?, latest(false).await?);
+        (lso == end).then_some(())
+    })
+    .await;
     let mut findings = Findings::default();
+    findings.check(stable.is_some(), || "the last stable offset did not reach the end offset within 30 s".to_owned());
     let rc = values(read_all(s, name, 2, "read_committed").await?);
     findings.check(rc == committed, || {
         let aborted = rc.iter().filter(|v| v.starts_with("txn 1 ")).count();

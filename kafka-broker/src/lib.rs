@@ -18,8 +18,9 @@
 //! [`Cluster::stop_broker`], [`Cluster::move_coordinator`],
 //! [`Cluster::move_transaction_coordinator`], [`Cluster::set_chaos`], ...); TLS and SASL
 //! listeners ([`security`]: PLAIN, SCRAM-SHA-256/512, an OAUTHBEARER validator for tests,
-//! a test CA generated at start, KIP-368 session expiry). The next-generation group protocol
-//! (KIP-848) is not there yet.
+//! a test CA generated at start, KIP-368 session expiry); and the next-generation group
+//! protocol (KIP-848: ConsumerGroupHeartbeat with server-side `uniform` and `range`
+//! assignment, ConsumerGroupDescribe).
 //!
 //! Group settings follow Kafka's names and defaults, except `group.initial.rebalance.delay.ms`,
 //! which is 0 here (Kafka: 3000) so that tests do not wait for every new group; set it with

@@ -28,11 +28,12 @@ OPTIONS:
     --bootstrap-server HOST:PORT   the cluster (comma-separated list)
     --only NAME[,NAME...]          run only these checks
     --skip NAME[,NAME...]          leave these checks out
-    --records N                    records a produce check sends (default 2000)
+    --records N                    records a produce or group check sends (default 2000, at least 8)
     --replication-factor R         of the topics the checks create (default: the broker's)
     --timeout-ms MS                the longest one check may take (default 120000)
-    --command-config FILE          client properties (Java names), e.g. security settings
-    --command-property K=V         one client property (repeatable)
+    --command-config FILE          connection and security properties (Java names), e.g.
+                                   security.protocol, sasl.*, ssl.*, client.id
+    --command-property K=V         one such property (repeatable)
     --list                         print the checks' names and exit
     --api-versions                 print every API's version range on the broker and the
                                    version this SDK would use, and exit
@@ -82,9 +83,24 @@ fn settings(args: &cli::Args) -> Result<Settings, ParseError> {
         s.properties.extend(cli::read_properties(path).map_err(ParseError::Usage)?);
     }
     s.properties.extend(args.pairs("--command-property")?);
+    // Connection and security settings only: a group, transactional or producer setting would
+    // change what the checks do (two members sharing a group.instance.id fence each other).
+    let mut probe = kafka_client::ClientConfig::new(&s.bootstrap);
+    for (k, v) in &s.properties {
+        match probe.apply(k, v) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(ParseError::Usage(format!(
+                    "{k}: only connection and security properties can be given (the checks set the rest)"
+                )))
+            }
+            Err(e) => return Err(ParseError::Usage(e.to_string())),
+        }
+    }
     if let Some(n) = args.number::<usize>("--records")? {
-        if n < 2 {
-            return Err(ParseError::Usage("--records must be at least 2".to_owned()));
+        if n < 8 {
+            // The group checks send half of them, spread over four partitions, twice.
+            return Err(ParseError::Usage("--records must be at least 8".to_owned()));
         }
         s.records = n;
     }
