@@ -311,6 +311,21 @@ async fn cleanup(admin: &AdminClient, topics: &[&str]) {
     let _ = admin.delete_topics(topics.iter().copied()).await;
 }
 
+/// Runs a check's steps on a topic of its own (named after `label`) within the time limit,
+/// then deletes the topic whatever happened.
+async fn on_topic(
+    s: &Settings,
+    label: &str,
+    steps: impl AsyncFnOnce(&AdminClient, &str) -> Step<String>,
+) -> Step<String> {
+    let admin = admin(s)?;
+    let name = topic_name(s, label);
+    let result = within(s, steps(&admin, &name)).await;
+    cleanup(&admin, &[&name]).await;
+    admin.close();
+    result
+}
+
 /// Polls `probe` every 100 ms until it returns `Some`, or `None` after `limit`.
 async fn wait_until<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
 where
@@ -436,14 +451,7 @@ async fn cluster(s: &Settings) -> Step<String> {
 /// Create (and a second create refused with TOPIC_ALREADY_EXISTS), list, describe, delete.
 async fn topics(s: &Settings) -> Step<String> {
     require(s, &[ApiKey::CreateTopics, ApiKey::DeleteTopics]).await?;
-    let admin = admin(s)?;
-    let name = topic_name(s, "topics");
-    let result = within(s, topics_steps(s, &admin, &name)).await;
-    if result.is_err() {
-        cleanup(&admin, &[&name]).await;
-    }
-    admin.close();
-    result
+    on_topic(s, "topics", async |admin, name| topics_steps(s, admin, name).await).await
 }
 
 async fn topics_steps(s: &Settings, admin: &AdminClient, name: &str) -> Step<String> {
@@ -476,12 +484,7 @@ async fn topics_steps(s: &Settings, admin: &AdminClient, name: &str) -> Step<Str
 /// A topic grows from 3 to 5 partitions, and the new ones take records.
 async fn create_partitions(s: &Settings) -> Step<String> {
     require(s, &[ApiKey::CreatePartitions]).await?;
-    let admin = admin(s)?;
-    let name = topic_name(s, "create-partitions");
-    let result = within(s, create_partitions_steps(s, &admin, &name)).await;
-    cleanup(&admin, &[&name]).await;
-    admin.close();
-    result
+    on_topic(s, "create-partitions", async |admin, name| create_partitions_steps(s, admin, name).await).await
 }
 
 async fn create_partitions_steps(s: &Settings, admin: &AdminClient, name: &str) -> Step<String> {
@@ -509,12 +512,7 @@ async fn create_partitions_steps(s: &Settings, admin: &AdminClient, name: &str) 
 /// A topic config set at creation, changed and removed incrementally.
 async fn configs(s: &Settings) -> Step<String> {
     require(s, &[ApiKey::DescribeConfigs, ApiKey::IncrementalAlterConfigs]).await?;
-    let admin = admin(s)?;
-    let name = topic_name(s, "configs");
-    let result = within(s, configs_steps(s, &admin, &name)).await;
-    cleanup(&admin, &[&name]).await;
-    admin.close();
-    result
+    on_topic(s, "configs", async |admin, name| configs_steps(s, admin, name).await).await
 }
 
 /// The topic's `retention.ms` value and source, or `None` when the description has no such
@@ -610,12 +608,8 @@ fn payload(i: usize) -> Option<Vec<u8>> {
 /// An idempotent producer with `codec` sends keyed records with headers and timestamps to 3
 /// partitions; a consumer reads every one back exactly once, in order, equal in every field.
 async fn produce_consume(s: &Settings, codec: Compression) -> Step<String> {
-    let admin = admin(s)?;
-    let name = topic_name(s, &format!("produce-{codec}"));
-    let result = within(s, produce_consume_steps(s, &admin, &name, codec)).await;
-    cleanup(&admin, &[&name]).await;
-    admin.close();
-    result
+    on_topic(s, &format!("produce-{codec}"), async |admin, name| produce_consume_steps(s, admin, name, codec).await)
+        .await
 }
 
 struct Sent {
@@ -721,12 +715,7 @@ async fn produce_consume_steps(s: &Settings, admin: &AdminClient, name: &str, co
 
 /// Earliest, latest, by timestamp and max timestamp, through the admin client and the consumer.
 async fn list_offsets(s: &Settings) -> Step<String> {
-    let admin = admin(s)?;
-    let name = topic_name(s, "list-offsets");
-    let result = within(s, list_offsets_steps(s, &admin, &name)).await;
-    cleanup(&admin, &[&name]).await;
-    admin.close();
-    result
+    on_topic(s, "list-offsets", async |admin, name| list_offsets_steps(s, admin, name).await).await
 }
 
 /// Sends `count` records to partition 0 of `topic`, timestamps `base + 1000 * i`.
@@ -802,12 +791,7 @@ async fn list_offsets_steps(s: &Settings, admin: &AdminClient, name: &str) -> St
 /// both start there.
 async fn delete_records(s: &Settings) -> Step<String> {
     require(s, &[ApiKey::DeleteRecords]).await?;
-    let admin = admin(s)?;
-    let name = topic_name(s, "delete-records");
-    let result = within(s, delete_records_steps(s, &admin, &name)).await;
-    cleanup(&admin, &[&name]).await;
-    admin.close();
-    result
+    on_topic(s, "delete-records", async |admin, name| delete_records_steps(s, admin, name).await).await
 }
 
 async fn delete_records_steps(s: &Settings, admin: &AdminClient, name: &str) -> Step<String> {
@@ -1125,12 +1109,7 @@ async fn send_spread(s: &Settings, topic: &str, partitions: i32, count: i64) -> 
 /// committed ones only, read_uncommitted all three, neither sees the markers.
 async fn transactions(s: &Settings) -> Step<String> {
     require(s, &[ApiKey::InitProducerId, ApiKey::AddPartitionsToTxn, ApiKey::EndTxn]).await?;
-    let admin = admin(s)?;
-    let name = topic_name(s, "transactions");
-    let result = within(s, transactions_steps(s, &admin, &name)).await;
-    cleanup(&admin, &[&name]).await;
-    admin.close();
-    result
+    on_topic(s, "transactions", async |admin, name| transactions_steps(s, admin, name).await).await
 }
 
 async fn transactions_steps(s: &Settings, admin: &AdminClient, name: &str) -> Step<String> {
